@@ -1,0 +1,7 @@
+"""`python -m retier`: the same as the `retier` command."""
+
+import sys
+
+from retier.cli import main
+
+sys.exit(main())

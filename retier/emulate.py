@@ -1,0 +1,49 @@
+"""Stand-in for Event Grid, which Azurite lacks: BlobCreated events for blobs that already exist."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from retier.storage import BlobItem
+
+# Above this size the SDK (and duplicity through it) uploads in blocks, so Azure reports
+# PutBlockList; smaller blobs are a single PutBlob. (azure-storage-blob's max_single_put_size.)
+SINGLE_PUT_LIMIT = 64 * 1024 * 1024
+
+
+def blob_created_event(*, account: str, container: str, item: BlobItem, url: str, subscription: str = "00000000-0000-0000-0000-000000000000", resource_group: str = "local") -> dict:
+    """The Event Grid-schema event Azure would deliver for `item`, as documented for Blob Storage."""
+    return {
+        "topic": (
+            f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
+            f"/providers/Microsoft.Storage/storageAccounts/{account}"
+        ),
+        "subject": f"/blobServices/default/containers/{container}/blobs/{item.name}",
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": (item.last_modified.isoformat() if item.last_modified else None),
+        "id": str(uuid.uuid4()),
+        "data": {
+            "api": "PutBlockList" if item.size > SINGLE_PUT_LIMIT else "PutBlob",
+            "clientRequestId": str(uuid.uuid4()),
+            "requestId": str(uuid.uuid4()),
+            "eTag": item.etag,
+            "contentType": "application/octet-stream",
+            "contentLength": item.size,
+            "blobType": "BlockBlob",
+            "url": url,
+            "sequencer": f"{(item.creation_time or item.last_modified).timestamp():032.6f}" if (item.creation_time or item.last_modified) else None,
+            "storageDiagnostics": {"batchId": str(uuid.uuid4())},
+        },
+        "dataVersion": "",
+        "metadataVersion": "1",
+    }
+
+
+def events_for(store, container: str, items: Iterable[BlobItem]) -> list[dict]:
+    """Events for `items` in upload order (oldest first), the order Azure would most likely send them."""
+    ordered = sorted(items, key=lambda i: (i.creation_time or i.last_modified, i.name))
+    return [
+        blob_created_event(account=store.account_name, container=container, item=item, url=store.blob_url(container, item.name))
+        for item in ordered
+    ]

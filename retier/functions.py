@@ -1,0 +1,46 @@
+"""Glue between the Functions host's objects and the service (no azure.functions import needed)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import lru_cache
+
+from retier.service import RetierService
+from retier.settings import load_settings
+from retier.storage import BlobStore
+
+logger = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """Raised from a trigger so the host answers non-2xx and Event Grid redelivers the event."""
+
+
+@lru_cache(maxsize=1)
+def service_from_environment() -> RetierService:
+    """Built once per worker process: the client's connection pool outlives one invocation."""
+    settings = load_settings()
+    return RetierService(settings, BlobStore.from_connection(settings.require_connection()))
+
+
+def event_to_dict(event) -> dict:
+    """A func.EventGridEvent as the Event Grid-schema mapping that retier.events parses."""
+    event_time = event.event_time
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": event_time.isoformat() if isinstance(event_time, datetime) else event_time,
+        "data": event.get_json(),
+        "dataVersion": event.data_version,
+    }
+
+
+def handle_grid_event(event) -> dict:
+    """Run one delivered event; raise RetryLater when a retry can help, return the outcome otherwise."""
+    outcome = service_from_environment().handle_event(event_to_dict(event))
+    if outcome.retry:
+        raise RetryLater(outcome.reason)
+    return outcome.to_dict()

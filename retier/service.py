@@ -1,0 +1,236 @@
+"""One BlobCreated event in, one outcome out: tier a finished set's volumes when its manifest lands."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from retier import events, names, policy
+from retier.names import DuplicityName, Kind
+from retier.settings import Settings
+from retier.storage import GONE, OK, SKIPPED, TRANSIENT, BlobItem, BlobStore, StorageError
+
+logger = logging.getLogger(__name__)
+
+# Outcome statuses. HANDLED and IGNORED are final; RETRY asks Event Grid to redeliver;
+# INVALID is an event no retry can fix.
+HANDLED = "handled"
+IGNORED = "ignored"
+RETRY = "retry"
+INVALID = "invalid"
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str
+    event_id: str | None = None
+    container: str | None = None
+    blob: str | None = None
+    kind: str | None = None
+    decisions: list[policy.Decision] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def retry(self) -> bool:
+        return self.status == RETRY
+
+    @property
+    def moved(self) -> list[policy.Decision]:
+        return [d for d in self.decisions if d.move]
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.event_id,
+            "status": self.status,
+            "reason": self.reason,
+            "container": self.container,
+            "blob": self.blob,
+            "kind": self.kind,
+            "moved": [d.to_dict() for d in self.decisions if d.move],
+            "kept": len([d for d in self.decisions if not d.move]),
+            "failures": self.failures,
+        }
+
+
+class RetierService:
+    """The decisions of one deployment: its settings and its storage account."""
+
+    def __init__(self, settings: Settings, store: BlobStore):
+        self.settings = settings
+        self.store = store
+
+    # -- entry point ---------------------------------------------------------------------------
+    def handle_event(self, event: Mapping) -> Outcome:
+        try:
+            blob_event = events.parse_event(
+                event, account=self.settings.account_name, containers=self.settings.containers or None
+            )
+        except events.IgnoredEvent as exc:
+            return self._log(Outcome(IGNORED, exc.reason, event_id=_event_id(event)))
+        except events.InvalidEvent as exc:
+            return self._log(Outcome(INVALID, exc.reason, event_id=_event_id(event)))
+
+        name = names.parse(blob_event.blob)
+        outcome = Outcome(
+            HANDLED, "", event_id=blob_event.id, container=blob_event.container, blob=blob_event.blob, kind=name.kind.value
+        )
+        try:
+            self._handle_blob(blob_event.container, name, outcome)
+        except StorageError as exc:
+            outcome.status = RETRY if exc.transient else HANDLED
+            outcome.reason = str(exc) if exc.transient else f"gave up: {exc}"
+            if not exc.transient:
+                outcome.failures.append({"name": blob_event.blob, "outcome": "failed", "error": str(exc)})
+        return self._log(outcome)
+
+    # -- per kind ------------------------------------------------------------------------------
+    def _handle_blob(self, container: str, name: DuplicityName, outcome: Outcome) -> None:
+        if name.kind is Kind.UNKNOWN:
+            outcome.status, outcome.reason = IGNORED, "not a duplicity object"
+            return
+        if name.kind is Kind.MANIFEST and not name.par2:
+            self._manifest_landed(container, name, outcome)
+        elif name.kind is Kind.VOLUME:
+            self._volume_landed(container, name, outcome)
+        else:
+            self._metadata_landed(container, name, outcome)
+
+    def _manifest_landed(self, container: str, manifest: DuplicityName, outcome: Outcome) -> None:
+        listed = self._set_listing(container, manifest)
+        if not any(self._is_manifest_of(n, manifest) for n, _ in listed["manifest"]):
+            # The event says the manifest exists, the account says it does not: do nothing rather
+            # than archive a set that may be unfinished (or replayed after it was deleted).
+            outcome.status, outcome.reason = IGNORED, "manifest not found in storage; set left alone"
+            return
+        volumes = [(n, item) for n, item in listed["volumes"] if n.kind is Kind.VOLUME and self._same_set(n, manifest)]
+        self._apply(container, volumes, outcome)
+        if self.settings.policy.metadata_tier:
+            own = [(n, item) for n, item in listed["manifest"] if n.name == manifest.name or (n.par2 and self._same_set(n, manifest))]
+            self._apply(container, own, outcome)
+        outcome.reason = outcome.reason or f"set finished: {len(volumes)} volume(s) listed"
+
+    def _volume_landed(self, container: str, volume: DuplicityName, outcome: Outcome) -> None:
+        prefix = names.manifest_listing_prefix(volume, **self._prefixes())
+        if not any(self._is_manifest_of(names.parse(item.name), volume) for item in self.store.list_blobs(container, prefix)):
+            # duplicity uploads the manifest last; without it the set is unfinished and may be
+            # resumed, which re-uploads the last volume and reads volume 1.
+            outcome.status, outcome.reason = IGNORED, "set unfinished: manifest not uploaded yet"
+            return
+        own = [
+            (n, item)
+            for item in self.store.list_blobs(container, volume.name)
+            if (n := names.parse(item.name)).kind is Kind.VOLUME and n.volume == volume.volume and self._same_set(n, volume)
+        ]
+        self._apply(container, own, outcome)
+        outcome.reason = outcome.reason or "late volume of a finished set"
+
+    def _metadata_landed(self, container: str, meta: DuplicityName, outcome: Outcome) -> None:
+        if not self.settings.policy.metadata_tier:
+            outcome.status, outcome.reason = IGNORED, "metadata stays as uploaded"
+            return
+        own = [
+            (n, item)
+            for item in self.store.list_blobs(container, meta.name)
+            if (n := names.parse(item.name)).kind is meta.kind and n.prefix == meta.prefix and n.set_id == meta.set_id
+        ]
+        self._apply(container, own, outcome)
+        outcome.reason = outcome.reason or "metadata tier setting"
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _same_set(self, a: DuplicityName, b: DuplicityName) -> bool:
+        """Same backup set of the same chain: equal set ids and the same (mapped) prefix.
+
+        A listing prefix already scopes this; the re-check keeps a crafted name such as
+        `duplicity-full.T.manifestduplicity-full.T.vol1.difftar` from passing as a member.
+        """
+        return a.set_id == b.set_id and (
+            names.manifest_listing_prefix(a, **self._prefixes()) == names.manifest_listing_prefix(b, **self._prefixes())
+        )
+
+    def _is_manifest_of(self, candidate: DuplicityName, obj: DuplicityName) -> bool:
+        return candidate.kind is Kind.MANIFEST and not candidate.par2 and self._same_set(candidate, obj)
+
+    def _prefixes(self) -> dict[str, str]:
+        return {
+            "manifest_prefix": self.settings.file_prefix_manifest,
+            "archive_prefix": self.settings.file_prefix_archive,
+        }
+
+    def _set_listing(self, container: str, manifest: DuplicityName) -> dict[str, list[tuple[DuplicityName, BlobItem]]]:
+        """The set's manifest(s) and volumes, in one listing when both share a prefix."""
+        volume_prefix = names.volume_listing_prefix(manifest, **self._prefixes())
+        manifest_prefix = names.manifest_listing_prefix(manifest)
+        if self.settings.file_prefix_archive == self.settings.file_prefix_manifest:
+            common = _common_prefix(volume_prefix, manifest_prefix)
+            parsed = [(names.parse(item.name), item) for item in self.store.list_blobs(container, common)]
+            return {"manifest": [p for p in parsed if p[0].kind is Kind.MANIFEST], "volumes": [p for p in parsed if p[0].kind is Kind.VOLUME]}
+        return {
+            "manifest": [(names.parse(i.name), i) for i in self.store.list_blobs(container, manifest_prefix)],
+            "volumes": [(names.parse(i.name), i) for i in self.store.list_blobs(container, volume_prefix)],
+        }
+
+    def _apply(self, container: str, blobs: Iterable[tuple[DuplicityName, BlobItem]], outcome: Outcome) -> None:
+        by_target: dict[str, list[str]] = defaultdict(list)
+        for name, item in blobs:
+            decision = policy.decide(name, item.tier, item.archive_status, self.settings.policy)
+            outcome.decisions.append(decision)
+            if decision.move:
+                by_target[decision.target].append(name.name)
+        for target, blob_names in by_target.items():
+            for result in self.store.set_tier(container, blob_names, target):
+                if result.outcome == OK:
+                    logger.info("%s %s -> %s", result.name, _current(outcome, result.name), target)
+                    continue
+                _drop_move(outcome, result.name, result.outcome)
+                if result.outcome in (GONE, SKIPPED):
+                    logger.info("%s left: %s (HTTP %s %s)", result.name, result.outcome, result.status, result.code or "")
+                    continue
+                outcome.failures.append({"name": result.name, "outcome": result.outcome, "status": result.status, "code": result.code})
+                if result.outcome == TRANSIENT:
+                    outcome.status = RETRY
+                outcome.reason = f"{len(outcome.failures)} blob(s) not tiered"
+
+    def _log(self, outcome: Outcome) -> Outcome:
+        level = logging.WARNING if outcome.status in (RETRY, INVALID) or outcome.failures else logging.INFO
+        logger.log(
+            level,
+            "event %s %s/%s kind=%s status=%s moved=%d reason=%s",
+            outcome.event_id,
+            outcome.container,
+            outcome.blob,
+            outcome.kind,
+            outcome.status,
+            len(outcome.moved),
+            outcome.reason,
+        )
+        return outcome
+
+
+def _event_id(event: object) -> str | None:
+    value = event.get("id") if isinstance(event, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
+def _current(outcome: Outcome, name: str) -> str | None:
+    for d in outcome.decisions:
+        if d.name == name:
+            return d.current
+    return None
+
+
+def _drop_move(outcome: Outcome, name: str, why: str) -> None:
+    for i, d in enumerate(outcome.decisions):
+        if d.name == name and d.move:
+            outcome.decisions[i] = policy.Decision(d.name, d.kind, d.current, d.target, False, f"not moved: {why}")

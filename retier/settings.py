@@ -1,0 +1,160 @@
+"""The RETIER_* settings, read once from the environment (pure: takes a mapping, returns values)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from retier.policy import DEFAULT_VOLUME_TIER, Policy, PolicyError
+
+# One vocabulary: these names appear in the README, local.settings.example.json and the
+# deployment template exactly as here.
+STORAGE = "RETIER_STORAGE"
+STORAGE_BLOB_SERVICE_URI = "RETIER_STORAGE__blobServiceUri"
+STORAGE_CLIENT_ID = "RETIER_STORAGE__clientId"
+STORAGE_CREDENTIAL = "RETIER_STORAGE__credential"
+VOLUME_TIER = "RETIER_VOLUME_TIER"
+METADATA_TIER = "RETIER_METADATA_TIER"
+CONTAINERS = "RETIER_CONTAINERS"
+FILE_PREFIX_ARCHIVE = "RETIER_FILE_PREFIX_ARCHIVE"
+FILE_PREFIX_MANIFEST = "RETIER_FILE_PREFIX_MANIFEST"
+# duplicity's own variable; only the CLI falls back to it.
+DUPLICITY_CONNECTION_STRING = "AZURE_CONNECTION_STRING"
+
+ALL_SETTINGS = (
+    STORAGE,
+    STORAGE_BLOB_SERVICE_URI,
+    STORAGE_CLIENT_ID,
+    STORAGE_CREDENTIAL,
+    VOLUME_TIER,
+    METADATA_TIER,
+    CONTAINERS,
+    FILE_PREFIX_ARCHIVE,
+    FILE_PREFIX_MANIFEST,
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the setting and never its secret value."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the storage account. `connection_string` is a secret: never printed."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    blob_service_uri: str | None = None
+    client_id: str | None = None
+    credential: str | None = None
+    source: str = STORAGE
+
+    @property
+    def account_name(self) -> str:
+        if self.connection_string:
+            return account_from_connection_string(self.connection_string)
+        assert self.blob_service_uri
+        return account_from_url(self.blob_service_uri)
+
+
+@dataclass(frozen=True)
+class Settings:
+    connection: Connection | None
+    policy: Policy
+    containers: frozenset[str] = frozenset()
+    file_prefix_archive: str = ""
+    file_prefix_manifest: str = ""
+
+    @property
+    def account_name(self) -> str | None:
+        return self.connection.account_name if self.connection else None
+
+    def require_connection(self) -> Connection:
+        if self.connection is None:
+            raise SettingsError(
+                f"no storage connection: set {STORAGE} to a connection string, or "
+                f"{STORAGE_BLOB_SERVICE_URI} (with {STORAGE_CLIENT_ID} for a user-assigned identity)"
+            )
+        return self.connection
+
+
+def _parse_connection_string(value: str) -> dict[str, str]:
+    parts = {}
+    for item in value.split(";"):
+        if not item.strip():
+            continue
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise SettingsError("connection string is not a list of Key=Value pairs")
+        parts[key.strip().lower()] = val.strip()
+    return parts
+
+
+def account_from_connection_string(value: str) -> str:
+    parts = _parse_connection_string(value)
+    if parts.get("accountname"):
+        return parts["accountname"].lower()
+    if parts.get("blobendpoint"):
+        return account_from_url(parts["blobendpoint"])
+    raise SettingsError("connection string names no AccountName or BlobEndpoint")
+
+
+def account_from_url(url: str) -> str:
+    """`https://acct.blob.core.windows.net` or the emulator's `http://127.0.0.1:10000/acct`."""
+    parsed = urlsplit(url)
+    host = (parsed.hostname or "").lower()
+    if not parsed.scheme or not host:
+        raise SettingsError(f"{url!r} is not a blob service URL")
+    first_label = host.split(".")[0]
+    is_path_style = host == "localhost" or host.replace(".", "").isdigit() or ":" in host or "." not in host
+    if is_path_style:
+        segments = [s for s in parsed.path.split("/") if s]
+        if not segments:
+            raise SettingsError(f"{url!r}: an emulator URL must end with the account name")
+        return segments[0].lower()
+    return first_label
+
+
+def _connection(env: Mapping[str, str], *, allow_duplicity_env: bool) -> Connection | None:
+    conn = env.get(STORAGE, "").strip()
+    uri = env.get(STORAGE_BLOB_SERVICE_URI, "").strip()
+    client_id = env.get(STORAGE_CLIENT_ID, "").strip() or None
+    credential = env.get(STORAGE_CREDENTIAL, "").strip() or None
+    if conn and uri:
+        raise SettingsError(f"set either {STORAGE} or {STORAGE_BLOB_SERVICE_URI}, not both")
+    if conn:
+        if "=" not in conn:
+            # Functions allows RETIER_STORAGE to name another setting; we keep it simple and say so.
+            raise SettingsError(f"{STORAGE} must be a connection string (Key=Value;...)")
+        result = Connection(connection_string=conn, source=STORAGE)
+    elif uri:
+        if credential and credential.lower() != "managedidentity":
+            raise SettingsError(f"{STORAGE_CREDENTIAL} may only be 'managedidentity'")
+        result = Connection(blob_service_uri=uri, client_id=client_id, credential=credential, source=STORAGE_BLOB_SERVICE_URI)
+    elif allow_duplicity_env and env.get(DUPLICITY_CONNECTION_STRING, "").strip():
+        result = Connection(connection_string=env[DUPLICITY_CONNECTION_STRING].strip(), source=DUPLICITY_CONNECTION_STRING)
+    else:
+        return None
+    result.account_name  # validate now, not at the first event
+    return result
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, allow_duplicity_env: bool = False) -> Settings:
+    """Read every RETIER_* setting; raise SettingsError naming the first bad one."""
+    env = os.environ if env is None else env
+    try:
+        policy = Policy(
+            volume_tier=env.get(VOLUME_TIER, "").strip() or DEFAULT_VOLUME_TIER,
+            metadata_tier=env.get(METADATA_TIER, "").strip() or None,
+        )
+    except PolicyError as exc:
+        raise SettingsError(str(exc)) from None
+    containers = frozenset(c.strip() for c in env.get(CONTAINERS, "").split(",") if c.strip())
+    return Settings(
+        connection=_connection(env, allow_duplicity_env=allow_duplicity_env),
+        policy=policy,
+        containers=containers,
+        file_prefix_archive=env.get(FILE_PREFIX_ARCHIVE, ""),
+        file_prefix_manifest=env.get(FILE_PREFIX_MANIFEST, ""),
+    )

@@ -1,0 +1,181 @@
+"""The only module that talks to Azure Storage: list blobs with their tiers, set tiers in batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobServiceClient
+
+from retier.settings import Connection
+
+logger = logging.getLogger(__name__)
+
+BATCH_LIMIT = 256  # Blob Batch's maximum number of sub-requests per request
+
+# Outcomes of one blob's tier change, decided here once for every caller.
+OK = "ok"
+GONE = "gone"  # 404: deleted since it was listed; nothing to do
+SKIPPED = "skipped"  # 409: archived or rehydrating; never force it
+TRANSIENT = "transient"  # throttled, server error, timeout: a retry may succeed
+FAILED = "failed"  # anything else: a retry will not help
+
+_TRANSIENT_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
+
+
+class StorageError(Exception):
+    """A storage call failed; `transient` says whether retrying later can help."""
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+        self.code = code
+
+
+def classify(status: int, code: str | None = None) -> str:
+    """Map an HTTP status (and storage error code) to OK / GONE / SKIPPED / TRANSIENT / FAILED."""
+    if 200 <= status < 300:
+        return OK
+    if status == 404:
+        return GONE
+    if status == 409 and code in ("BlobArchived", "BlobBeingRehydrated", "BlobTierInadequateForContentLength"):
+        return SKIPPED
+    # 401/403 are transient on purpose: a role assignment that is still propagating, or one the
+    # user is about to fix, should see Event Grid redeliver rather than lose the event.
+    if status in _TRANSIENT_STATUS:
+        return TRANSIENT
+    return FAILED
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        code = getattr(exc, "error_code", None)
+        verdict = classify(status, code)
+        raise StorageError(
+            f"{what}: HTTP {status} {code or exc.reason or ''}".strip(),
+            transient=verdict == TRANSIENT,
+            status=status,
+            code=code,
+        ) from None
+    except ClientAuthenticationError as exc:  # token acquisition failed (identity not ready, wrong client id)
+        raise StorageError(f"{what}: authentication failed: {type(exc).__name__}", transient=True) from None
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise StorageError(f"{what}: connection failed: {type(exc).__name__}", transient=True) from None
+
+
+@dataclass(frozen=True)
+class BlobItem:
+    name: str
+    size: int
+    tier: str | None
+    tier_inferred: bool
+    archive_status: str | None
+    last_modified: datetime | None
+    tier_change_time: datetime | None
+    creation_time: datetime | None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class TierResult:
+    name: str
+    tier: str
+    outcome: str  # OK, GONE, SKIPPED, TRANSIENT, FAILED
+    status: int
+    code: str | None = None
+
+
+def _blob_item(props) -> BlobItem:
+    return BlobItem(
+        name=props.name,
+        size=props.size or 0,
+        tier=props.blob_tier,
+        tier_inferred=bool(props.blob_tier_inferred),
+        archive_status=props.archive_status,
+        last_modified=props.last_modified,
+        tier_change_time=props.blob_tier_change_time,
+        creation_time=props.creation_time,
+        etag=props.etag,
+    )
+
+
+def connect(connection: Connection, **client_kwargs) -> BlobServiceClient:
+    """A BlobServiceClient for a connection string or a managed identity (Functions' convention)."""
+    if connection.connection_string:
+        return BlobServiceClient.from_connection_string(connection.connection_string, **client_kwargs)
+    # Imported here: only identity-based deployments pay azure-identity's import time.
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if connection.client_id or (connection.credential or "").lower() == "managedidentity":
+        credential = ManagedIdentityCredential(client_id=connection.client_id)
+    else:
+        credential = DefaultAzureCredential()
+    return BlobServiceClient(connection.blob_service_uri, credential=credential, **client_kwargs)
+
+
+class BlobStore:
+    """Blob listing and tiering for one storage account."""
+
+    def __init__(self, client: BlobServiceClient):
+        self._client = client
+
+    @classmethod
+    def from_connection(cls, connection: Connection, **client_kwargs) -> "BlobStore":
+        return cls(connect(connection, **client_kwargs))
+
+    @property
+    def account_name(self) -> str:
+        return self._client.account_name
+
+    def blob_url(self, container: str, name: str) -> str:
+        return self._client.get_blob_client(container, name).url
+
+    def delete_container(self, container: str) -> None:
+        with _translated(f"delete container {container}"):
+            self._client.delete_container(container)
+
+    def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobItem]:
+        """Stream the blobs under `prefix`, tiers included (one request per page of 5,000)."""
+        pages = self._client.get_container_client(container).list_blobs(name_starts_with=prefix or None)
+        with _translated(f"list {container}/{prefix or ''}*"):
+            for props in pages:
+                yield _blob_item(props)
+
+    def set_tier(self, container: str, names: Iterable[str], tier: str, *, rehydrate_priority: str | None = None) -> list[TierResult]:
+        """Set `tier` on every blob in `names` with Blob Batch, 256 per request; one result per blob.
+
+        Per-blob failures come back as results; a failure of a whole batch request raises
+        StorageError (the blobs of earlier batches keep their new tier: the operation is idempotent).
+        """
+        names = list(names)
+        container_client = self._client.get_container_client(container)
+        results: list[TierResult] = []
+        for start in range(0, len(names), BATCH_LIMIT):
+            chunk = names[start : start + BATCH_LIMIT]
+            kwargs = {"raise_on_any_failure": False}
+            if rehydrate_priority:
+                kwargs["rehydrate_priority"] = rehydrate_priority
+            with _translated(f"set tier {tier} on {len(chunk)} blobs in {container}"):
+                parts = list(container_client.set_standard_blob_tier_blobs(tier, *chunk, **kwargs))
+            if len(parts) != len(chunk):
+                raise StorageError(
+                    f"batch answered {len(parts)} sub-responses for {len(chunk)} blobs", transient=True
+                )
+            for name, part in zip(chunk, parts):
+                code = part.headers.get("x-ms-error-code")
+                results.append(TierResult(name, tier, classify(part.status_code, code), part.status_code, code))
+        return results

@@ -1,0 +1,75 @@
+# Shared by scripts/demo, scripts/test and .ci/run: install what is needed, start/stop Azurite.
+# Everything lives inside the checkout (.venv, .tools, .azurite): nothing global is changed.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+TOOLS="$ROOT/.tools"
+AZURITE_VERSION="3.35.0"   # 3.36+ needs Node 22
+AZURITE_BIN="$TOOLS/node_modules/.bin/azurite-blob"
+PY="$VENV/bin/python"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+bootstrap() {
+    command -v python3 >/dev/null || die "python3 is required"
+    command -v node >/dev/null || die "Node.js is required for Azurite (apt-get install nodejs npm)"
+    command -v npm >/dev/null || die "npm is required for Azurite (apt-get install npm)"
+    command -v gpg >/dev/null || die "gpg is required by duplicity (apt-get install gnupg)"
+    if [ ! -x "$PY" ]; then
+        log "creating $VENV"
+        python3 -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
+    fi
+    local stamp="$VENV/.retier-installed"
+    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+        log "installing Python packages into .venv (duplicity, azure-storage-blob, pytest, ...)"
+        "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+        "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt" -e "$ROOT[dev]" >&2 \
+            || die "pip install failed"
+        touch "$stamp"
+    fi
+    if [ ! -x "$AZURITE_BIN" ] || ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$TOOLS/node_modules/azurite/package.json" 2>/dev/null; then
+        log "installing azurite@$AZURITE_VERSION into .tools"
+        mkdir -p "$TOOLS"
+        npm install --silent --no-audit --no-fund --prefix "$TOOLS" "azurite@$AZURITE_VERSION" >&2 \
+            || die "npm install azurite@$AZURITE_VERSION failed"
+    fi
+    [ -x "$AZURITE_BIN" ] || die "Azurite is missing after install: $AZURITE_BIN"
+    "$PY" -c "import duplicity, azure.storage.blob, azure.functions" || die "Python packages are missing after install"
+    "$VENV/bin/duplicity" --version >/dev/null || die "duplicity does not run"
+}
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_azurite: starts a private Azurite on a free port, exports RETIER_TEST_STORAGE/AZURITE_PID.
+start_azurite() {
+    local port data
+    port="$(free_port)"
+    data="$(mktemp -d "${TMPDIR:-/tmp}/retier-azurite.XXXXXX")"
+    "$AZURITE_BIN" --blobHost 127.0.0.1 --blobPort "$port" --location "$data" \
+        --skipApiVersionCheck --disableTelemetry --silent >"$data/azurite.log" 2>&1 &
+    AZURITE_PID=$!
+    AZURITE_DATA="$data"
+    export AZURITE_PID AZURITE_DATA
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            export RETIER_TEST_STORAGE="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$port/devstoreaccount1;"
+            log "Azurite $AZURITE_VERSION listening on 127.0.0.1:$port (pid $AZURITE_PID)"
+            return 0
+        fi
+        kill -0 "$AZURITE_PID" 2>/dev/null || { cat "$data/azurite.log" >&2; die "Azurite exited at start"; }
+        sleep 0.1
+    done
+    die "Azurite did not listen on port $port within 10 s"
+}
+
+stop_azurite() {
+    if [ -n "${AZURITE_PID:-}" ]; then
+        kill "$AZURITE_PID" 2>/dev/null || true
+        wait "$AZURITE_PID" 2>/dev/null || true
+        rm -rf "${AZURITE_DATA:-/nonexistent}"
+        AZURITE_PID=""
+    fi
+}

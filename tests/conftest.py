@@ -1,0 +1,98 @@
+"""Shared fixtures: a real Azurite (from scripts/test, or started here), unique containers, helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_BIN = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-blob"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def connection_string(port: int) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def azurite_connection_string():
+    """Azurite's connection string. Missing Azurite is an error, never a skip."""
+    given = os.environ.get("RETIER_TEST_STORAGE")
+    if given:
+        yield given
+        return
+    binary = shutil.which("azurite-blob") if not AZURITE_BIN.exists() else str(AZURITE_BIN)
+    if not binary:
+        pytest.fail(
+            "Azurite is not installed: run scripts/test (it installs azurite@3.35.0 into .tools), "
+            "or set RETIER_TEST_STORAGE to an Azurite connection string",
+            pytrace=False,
+        )
+    port = _free_port()
+    data = tempfile.mkdtemp(prefix="retier-azurite-")
+    proc = subprocess.Popen(
+        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", data,
+         "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("Azurite did not start", pytrace=False)
+            time.sleep(0.1)
+    yield connection_string(port)
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def blob_service(azurite_connection_string):
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(azurite_connection_string)
+
+
+@pytest.fixture
+def container(blob_service, request):
+    """A fresh, uniquely named container, deleted afterwards."""
+    name = f"t{uuid.uuid4().hex[:20]}"
+    client = blob_service.create_container(name)
+    yield name
+    client.delete_container()
+
+
+@pytest.fixture
+def store(azurite_connection_string):
+    from retier.settings import Connection
+    from retier.storage import BlobStore
+
+    return BlobStore.from_connection(Connection(connection_string=azurite_connection_string))
+
+
+def env_for(conn: str, **settings: str) -> dict[str, str]:
+    env = {"RETIER_STORAGE": conn}
+    env.update(settings)
+    return env

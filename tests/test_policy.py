@@ -1,0 +1,92 @@
+"""Policy: target tiers and the never-warmer, never-metadata-to-Archive rules (pure)."""
+
+import pytest
+from hypothesis import given, strategies as st
+
+from retier import names
+from retier.policy import TIERS, Policy, PolicyError, canonical_tier, decide
+
+VOLUME = names.parse("duplicity-full.20240101T020304Z.vol1.difftar.gpg")
+MANIFEST = names.parse("duplicity-full.20240101T020304Z.manifest.gpg")
+SIGS = names.parse("duplicity-new-signatures.20240101T020304Z.to.20240102T020304Z.sigtar.gpg")
+JSONSTAT = names.parse("duplicity-inc.20240101T020304Z.to.20240102T020304Z.jsonstat.gpg")
+UNKNOWN = names.parse("holiday-photos.zip")
+
+
+def test_fixtures_are_what_they_claim():
+    assert [n.kind.value for n in (VOLUME, MANIFEST, SIGS, JSONSTAT, UNKNOWN)] == [
+        "volume", "manifest", "signatures", "jsonstat", "unknown"]
+
+
+@pytest.mark.parametrize("raw, tier", [("hot", "Hot"), ("COOL", "Cool"), (" Cold ", "Cold"), ("aRcHiVe", "Archive")])
+def test_tier_names_are_case_insensitive_and_canonical(raw, tier):
+    assert canonical_tier(raw) == tier
+
+
+def test_unknown_tier_name_is_refused():
+    with pytest.raises(PolicyError, match="not an access tier"):
+        canonical_tier("Glacier")
+
+
+def test_metadata_can_never_be_sent_to_archive():
+    with pytest.raises(PolicyError, match="online"):
+        Policy(metadata_tier="Archive")
+
+
+def test_hot_volume_goes_to_the_volume_tier():
+    d = decide(VOLUME, "Hot", None, Policy())
+    assert (d.move, d.current, d.target) == (True, "Hot", "Cold")
+
+
+def test_volume_already_at_target_is_kept():
+    d = decide(VOLUME, "Cold", None, Policy())
+    assert not d.move and d.reason == "already at target"
+
+
+@pytest.mark.parametrize("current", ["Cold", "Archive"])
+def test_volume_is_never_moved_warmer(current):
+    d = decide(VOLUME, current, None, Policy(volume_tier="Cool"))
+    assert not d.move and "warmer" in d.reason
+
+
+def test_rehydrating_volume_is_not_touched():
+    d = decide(VOLUME, "Archive", "rehydrate-pending-to-hot", Policy(volume_tier="Archive"))
+    assert not d.move and "rehydrating" in d.reason
+
+
+@pytest.mark.parametrize("meta", [MANIFEST, SIGS, JSONSTAT])
+def test_metadata_stays_as_uploaded_by_default(meta):
+    assert not decide(meta, "Hot", None, Policy(volume_tier="Archive")).move
+
+
+@pytest.mark.parametrize("meta", [MANIFEST, SIGS, JSONSTAT])
+def test_metadata_moves_only_to_the_online_tier_asked_for(meta):
+    d = decide(meta, "Hot", None, Policy(volume_tier="Archive", metadata_tier="Cool"))
+    assert (d.move, d.target) == (True, "Cool")
+
+
+def test_unknown_names_are_never_touched_whatever_the_settings():
+    d = decide(UNKNOWN, "Hot", None, Policy(volume_tier="Archive", metadata_tier="Cold"))
+    assert not d.move and d.reason == "not a duplicity object"
+
+
+@pytest.mark.parametrize("current", [None, "P10", "Premium"])
+def test_unknown_current_tier_is_left_alone(current):
+    assert not decide(VOLUME, current, None, Policy()).move
+
+
+@given(
+    kind=st.sampled_from([VOLUME, MANIFEST, SIGS, JSONSTAT, UNKNOWN]),
+    current=st.sampled_from(TIERS),
+    status=st.sampled_from([None, "rehydrate-pending-to-hot", "rehydrate-pending-to-cold"]),
+    volume_tier=st.sampled_from(["Cool", "Cold", "Archive"]),
+    metadata_tier=st.sampled_from([None, "Hot", "Cool", "Cold"]),
+)
+def test_no_decision_ever_moves_warmer_or_archives_metadata(kind, current, status, volume_tier, metadata_tier):
+    d = decide(kind, current, status, Policy(volume_tier=volume_tier, metadata_tier=metadata_tier))
+    if d.move:
+        assert TIERS.index(d.target) > TIERS.index(current)
+        assert status is None
+        assert kind.kind is not names.Kind.UNKNOWN
+        if kind.is_metadata:
+            assert d.target != "Archive"

@@ -1,0 +1,242 @@
+"""The event handler against Azurite: tiers of every blob after each scenario."""
+
+from __future__ import annotations
+
+import pytest
+
+from retier.emulate import blob_created_event
+from retier.metering import CountingTransport, Meter
+from retier.service import HANDLED, IGNORED, INVALID, RETRY, RetierService
+from retier.settings import Connection, load_settings
+from retier.storage import BlobStore
+
+pytestmark = pytest.mark.azurite
+
+T1, T2, T3 = "20240101T020304Z", "20240102T020304Z", "20240103T020304Z"
+FULL_VOLS = [f"duplicity-full.{T1}.vol{i}.difftar.gpg" for i in (1, 2, 3)]
+FULL_SIGS = f"duplicity-full-signatures.{T1}.sigtar.gpg"
+FULL_MANIFEST = f"duplicity-full.{T1}.manifest.gpg"
+FULL_JSONSTAT = f"duplicity-full.{T1}.jsonstat.gpg"
+INC_VOLS = [f"duplicity-inc.{T1}.to.{T2}.vol{i}.difftar.gpg" for i in (1, 2)]
+INC_SIGS = f"duplicity-new-signatures.{T1}.to.{T2}.sigtar.gpg"
+INC_MANIFEST = f"duplicity-inc.{T1}.to.{T2}.manifest.gpg"
+# an unfinished incremental: volumes uploaded, no manifest yet
+OPEN_VOLS = [f"duplicity-inc.{T2}.to.{T3}.vol{i}.difftar.gpg" for i in (1, 2)]
+FOREIGN = ["notes.txt", "duplicity-full.20240101T020304Z.vol1.difftar.gpg.part", f"duplicity-full.{T1}.vol1.difftar.gpg.bak"]
+
+FULL_SET = [*FULL_VOLS, FULL_SIGS, FULL_MANIFEST, FULL_JSONSTAT]
+INC_SET = [*INC_VOLS, INC_SIGS, INC_MANIFEST]
+
+
+def upload(blob_service, container, names):
+    client = blob_service.get_container_client(container)
+    for name in names:
+        client.upload_blob(name, b"duplicity bytes " + name.encode(), overwrite=True)
+
+
+def tiers(blob_service, container):
+    return {b.name: b.blob_tier for b in blob_service.get_container_client(container).list_blobs()}
+
+
+class Harness:
+    def __init__(self, conn, container, **settings):
+        self.meter = Meter()
+        env = {"RETIER_STORAGE": conn, **settings}
+        self.store = BlobStore.from_connection(Connection(connection_string=conn), transport=CountingTransport(self.meter))
+        self.service = RetierService(load_settings(env), self.store)
+        self.container = container
+
+    def event(self, name, container=None):
+        container = container or self.container
+        item = next(iter(self.store.list_blobs(container, name)), None)
+        if item is None or item.name != name:  # an event for a blob that is not (or no longer) there
+            from retier.storage import BlobItem
+
+            item = BlobItem(name, 1, "Hot", True, None, None, None, None)
+        return blob_created_event(account=self.store.account_name, container=container, item=item, url=self.store.blob_url(container, name))
+
+    def deliver(self, name, container=None):
+        event = self.event(name, container)
+        self.meter.reset()
+        return self.service.handle_event(event)
+
+
+@pytest.fixture
+def harness(azurite_connection_string, container):
+    return lambda **settings: Harness(azurite_connection_string, container, **settings)
+
+
+def expect(blob_service, container, cold=(), archive=(), cool=(), default="Hot"):
+    got = tiers(blob_service, container)
+    want = {name: default for name in got}
+    want.update({n: "Cold" for n in cold})
+    want.update({n: "Archive" for n in archive})
+    want.update({n: "Cool" for n in cool})
+    assert got == want
+
+
+def test_manifest_event_moves_only_that_sets_volumes(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET + INC_SET + OPEN_VOLS + FOREIGN)
+    outcome = harness().deliver(FULL_MANIFEST)
+    assert outcome.status == HANDLED
+    assert sorted(d.name for d in outcome.moved) == sorted(FULL_VOLS)
+    expect(blob_service, container, cold=FULL_VOLS)
+
+
+def test_incremental_manifest_moves_its_volumes_to_archive_and_keeps_metadata_online(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET + INC_SET + OPEN_VOLS + FOREIGN)
+    h = harness(RETIER_VOLUME_TIER="archive")
+    assert h.deliver(INC_MANIFEST).status == HANDLED
+    expect(blob_service, container, archive=INC_VOLS)
+
+
+def test_duplicate_manifest_event_costs_one_listing_and_no_tier_change(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET)
+    h = harness()
+    h.deliver(FULL_MANIFEST)
+    again = h.deliver(FULL_MANIFEST)
+    assert again.status == HANDLED and again.moved == []
+    assert h.meter.by_operation == {"list": 1}
+    expect(blob_service, container, cold=FULL_VOLS)
+
+
+def test_volume_events_before_the_manifest_leave_the_set_alone(blob_service, container, harness):
+    upload(blob_service, container, FULL_VOLS + [FULL_SIGS])
+    h = harness(RETIER_VOLUME_TIER="Archive")
+    for name in FULL_VOLS + [FULL_SIGS]:
+        outcome = h.deliver(name)
+        assert outcome.status == IGNORED and outcome.moved == []
+    assert "unfinished" in h.deliver(FULL_VOLS[0]).reason
+    expect(blob_service, container)
+
+
+def test_reordered_events_end_with_exactly_the_volumes_archived(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET + INC_SET)
+    h = harness(RETIER_VOLUME_TIER="Archive")
+    # Event Grid does not promise order: manifest first, then the volumes' own events, twice over.
+    for name in [INC_MANIFEST, *INC_VOLS, INC_SIGS, FULL_JSONSTAT, FULL_MANIFEST, *FULL_VOLS, *INC_VOLS, INC_MANIFEST]:
+        assert h.deliver(name).status in (HANDLED, IGNORED)
+    expect(blob_service, container, archive=FULL_VOLS + INC_VOLS)
+
+
+def test_late_volume_of_a_finished_set_moves_alone(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET + INC_SET)
+    h = harness()
+    h.deliver(FULL_MANIFEST)
+    # duplicity never uploads a volume after the manifest; an operator copying one back does.
+    blob_service.get_container_client(container).get_blob_client(FULL_VOLS[1]).set_standard_blob_tier("Hot")
+    outcome = h.deliver(FULL_VOLS[1])
+    assert [d.name for d in outcome.moved] == [FULL_VOLS[1]]
+    expect(blob_service, container, cold=FULL_VOLS)
+
+
+def test_unfinished_set_is_never_touched_even_with_other_sets_finished(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET + OPEN_VOLS)
+    h = harness(RETIER_VOLUME_TIER="Archive")
+    for name in OPEN_VOLS:
+        assert h.deliver(name).status == IGNORED
+    h.deliver(FULL_MANIFEST)
+    expect(blob_service, container, archive=FULL_VOLS)
+
+
+def test_manifest_event_for_a_manifest_not_in_storage_does_nothing(blob_service, container, harness):
+    upload(blob_service, container, FULL_VOLS)
+    outcome = harness(RETIER_VOLUME_TIER="Archive").deliver(FULL_MANIFEST)
+    assert outcome.status == IGNORED and "not found" in outcome.reason
+    expect(blob_service, container)
+
+
+def test_volumes_are_never_moved_warmer(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET)
+    client = blob_service.get_container_client(container)
+    client.get_blob_client(FULL_VOLS[0]).set_standard_blob_tier("Archive")
+    outcome = harness(RETIER_VOLUME_TIER="Cool").deliver(FULL_MANIFEST)
+    assert {d.name for d in outcome.moved} == set(FULL_VOLS[1:])
+    expect(blob_service, container, archive=FULL_VOLS[:1], cool=FULL_VOLS[1:])
+
+
+def test_metadata_moves_only_when_a_setting_asks(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET)
+    assert harness().deliver(FULL_SIGS).status == IGNORED
+    expect(blob_service, container)
+    h = harness(RETIER_METADATA_TIER="cool")
+    for name in (FULL_SIGS, FULL_JSONSTAT, FULL_MANIFEST):
+        assert h.deliver(name).status == HANDLED
+    expect(blob_service, container, cold=FULL_VOLS, cool=[FULL_SIGS, FULL_JSONSTAT, FULL_MANIFEST])
+
+
+@pytest.mark.parametrize("name", FOREIGN)
+def test_unrecognised_names_are_never_touched(blob_service, container, harness, name):
+    upload(blob_service, container, FULL_SET + [name])
+    outcome = harness(RETIER_VOLUME_TIER="Archive", RETIER_METADATA_TIER="Cool").deliver(name)
+    assert outcome.status == IGNORED and outcome.reason == "not a duplicity object"
+    expect(blob_service, container)
+
+
+def test_par2_files_follow_the_volume_they_protect(blob_service, container, harness):
+    par2 = [FULL_VOLS[0] + ".par2", FULL_VOLS[0] + ".vol00+01.par2", FULL_MANIFEST + ".par2"]
+    upload(blob_service, container, FULL_SET + par2)
+    harness().deliver(FULL_MANIFEST)
+    expect(blob_service, container, cold=FULL_VOLS + par2[:2])
+
+
+def test_per_type_prefixes_map_manifest_to_archive_prefix(blob_service, container, harness):
+    names = [f"host1/a/{v}" for v in FULL_VOLS] + [f"host1/m/{FULL_MANIFEST}", f"host1/s/{FULL_SIGS}"]
+    other = [f"host2/a/{v}" for v in FULL_VOLS] + [f"host1/{v}" for v in FULL_VOLS]
+    upload(blob_service, container, names + other)
+    h = harness(RETIER_FILE_PREFIX_ARCHIVE="a/", RETIER_FILE_PREFIX_MANIFEST="m/")
+    assert h.deliver(f"host1/m/{FULL_MANIFEST}").status == HANDLED
+    expect(blob_service, container, cold=names[:3])
+    # a volume event finds its manifest through the same mapping
+    blob_service.get_container_client(container).get_blob_client(names[0]).set_standard_blob_tier("Hot")
+    assert [d.name for d in h.deliver(names[0]).moved] == [names[0]]
+
+
+def test_events_outside_the_allowed_containers_are_ignored(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET)
+    outcome = harness(RETIER_CONTAINERS="photos,other").deliver(FULL_MANIFEST)
+    assert outcome.status == IGNORED and container in outcome.reason
+    expect(blob_service, container)
+
+
+def test_event_for_another_storage_account_is_ignored(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET)
+    h = harness()
+    event = h.event(FULL_MANIFEST)
+    event["data"]["url"] = event["data"]["url"].replace("devstoreaccount1", "someoneelse")
+    event["topic"] = event["topic"].replace("devstoreaccount1", "someoneelse")
+    outcome = h.service.handle_event(event)
+    assert outcome.status == IGNORED and "someoneelse" in outcome.reason
+    expect(blob_service, container)
+
+
+def test_malformed_event_is_invalid_and_touches_nothing(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET)
+    h = harness()
+    event = h.event(FULL_MANIFEST)
+    event["subject"] = f"/blobServices/default/containers/{container}/blobs/{FULL_SIGS}"
+    assert h.service.handle_event(event).status == INVALID
+    assert h.service.handle_event({"id": 3}).status == INVALID
+    expect(blob_service, container)
+
+
+def test_unreachable_storage_asks_for_a_retry(container):
+    conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;")
+    store = BlobStore.from_connection(Connection(connection_string=conn), retry_total=0)
+    service = RetierService(load_settings({"RETIER_STORAGE": conn}), store)
+    event = blob_created_event(account="devstoreaccount1", container=container,
+                               item=__import__("retier.storage", fromlist=["BlobItem"]).BlobItem(FULL_MANIFEST, 1, "Hot", True, None, None, None, None),
+                               url=store.blob_url(container, FULL_MANIFEST))
+    outcome = service.handle_event(event)
+    assert outcome.status == RETRY and outcome.retry
+
+
+def test_a_crafted_name_that_embeds_a_set_is_not_a_member_of_it(blob_service, container, harness):
+    crafted = [f"{FULL_MANIFEST}duplicity-full.{T1}.vol9.difftar.gpg", f"duplicity-full.{T1}.vol1.difftar.gpg.x/duplicity-full.{T1}.manifest"]
+    upload(blob_service, container, FULL_VOLS + crafted)
+    h = harness(RETIER_VOLUME_TIER="Archive")
+    # the second crafted name parses as a manifest of set T1 under another prefix: it must not finish the set
+    assert h.deliver(crafted[1]).moved == []
+    assert h.deliver(FULL_VOLS[0]).status == IGNORED
+    expect(blob_service, container)

@@ -61,15 +61,14 @@ def cmd_handle_event(args: argparse.Namespace) -> int:
     except events.InvalidEvent as exc:
         raise UsageError(f"{args.file}: {exc.reason}") from None
     service = _service()
-    code = EXIT_OK
+    statuses = set()
     for event in batch:
         outcome = service.handle_event(event)
         _print_json(outcome.to_dict())
-        if outcome.status == INVALID:
-            code = max(code, EXIT_USAGE)
-        elif outcome.status == RETRY:
-            code = max(code, EXIT_RETRY) if code != EXIT_USAGE else code
-    return code
+        statuses.add(outcome.status)
+    if INVALID in statuses:
+        return EXIT_USAGE
+    return EXIT_RETRY if RETRY in statuses else EXIT_OK
 
 
 def cmd_emit_events(args: argparse.Namespace) -> int:

@@ -137,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         moved = sum(len(o.moved) for o in new)
         print(f"duplicity {kind:<11} -> {len(new):>2} BlobCreated events handled, {moved} blob(s) retiered")
 
-    print(f"\n{'blob':<68} {'kind':<10} {'tier before -> after'}")
     final = {item.name: item.tier for item in store.list_blobs(args.container)}
+    width = max(map(len, final))
+    print(f"\n{'blob':<{width}}  {'kind':<10}  tier before -> after")
     for name in sorted(final, key=lambda n: (names.parse(n).kind.value != "volume", n)):
         kind = names.parse(name).kind.value
-        print(f"{name:<68} {kind:<10} {before.get(name)} -> {final[name]}")
+        print(f"{name:<{width}}  {kind:<10}  {before.get(name)} -> {final[name]}")
 
     bad = [o for o in outcomes if o.status not in (HANDLED, IGNORED) or o.failures]
     wrong = [n for n, t in final.items() if names.parse(n).kind.value == "volume" and t != settings.policy.volume_tier]

@@ -1,0 +1,93 @@
+"""function_app.py as the Functions Python worker loads it: its binding, and its function called directly."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+
+import azure.functions as func
+import pytest
+
+import function_app
+from retier.functions import RetryLater, service_from_environment
+
+T = "20240101T020304Z"
+VOLS = [f"duplicity-full.{T}.vol{i}.difftar.gpg" for i in (1, 2)]
+MANIFEST = f"duplicity-full.{T}.manifest.gpg"
+SIGS = f"duplicity-full-signatures.{T}.sigtar.gpg"
+
+
+@functools.lru_cache(maxsize=1)
+def _function():
+    # get_functions() indexes the app as the worker does, and may run only once per app object.
+    (fn,) = function_app.app.get_functions()
+    return fn
+
+
+def test_app_registers_one_event_grid_trigger_named_retier_blob_created():
+    fn = _function()
+    assert fn.get_function_name() == "retier_blob_created"
+    (binding,) = fn.get_bindings()
+    assert binding.get_dict_repr() == {"type": "eventGridTrigger", "direction": func.decorators.core.BindingDirection.IN, "name": "event"}
+    assert json.loads(fn.get_function_json())["bindings"][0]["type"] == "eventGridTrigger"
+
+
+def _grid_event(container: str, blob: str, port_url: str) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id="e-1",
+        data={
+            "api": "PutBlob",
+            "contentLength": 10,
+            "blobType": "BlockBlob",
+            "url": f"{port_url}/{container}/{blob}",
+        },
+        topic="/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        subject=f"/blobServices/default/containers/{container}/blobs/{blob}",
+        event_type="Microsoft.Storage.BlobCreated",
+        event_time=datetime.datetime(2024, 1, 1, 2, 3, 5, tzinfo=datetime.timezone.utc),
+        data_version="",
+    )
+
+
+@pytest.fixture
+def function_env(monkeypatch, azurite_connection_string):
+    monkeypatch.setenv("RETIER_STORAGE", azurite_connection_string)
+    for name in ("RETIER_VOLUME_TIER", "RETIER_METADATA_TIER", "RETIER_CONTAINERS"):
+        monkeypatch.delenv(name, raising=False)
+    service_from_environment.cache_clear()
+    yield monkeypatch
+    service_from_environment.cache_clear()
+
+
+@pytest.mark.azurite
+def test_registered_function_archives_the_sets_volumes_on_a_manifest_event(blob_service, container, function_env):
+    function_env.setenv("RETIER_VOLUME_TIER", "Archive")
+    client = blob_service.get_container_client(container)
+    for name in [*VOLS, SIGS, MANIFEST]:
+        client.upload_blob(name, b"data")
+    base = blob_service.url.rstrip("/")
+    user_function = _function().get_user_function()
+    assert user_function(_grid_event(container, MANIFEST, base)) is None
+    tiers = {b.name: b.blob_tier for b in client.list_blobs()}
+    assert tiers == {VOLS[0]: "Archive", VOLS[1]: "Archive", SIGS: "Hot", MANIFEST: "Hot"}
+
+
+@pytest.mark.azurite
+def test_registered_function_raises_for_a_transient_failure_so_event_grid_redelivers(container, function_env):
+    unreachable = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+                   "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;")
+    function_env.setenv("RETIER_STORAGE", unreachable)
+    # Seam for speed only: the function's own in-process retries would wait ~10 s for a port that refuses.
+    function_env.setattr("retier.storage.RETRY_TOTAL", 0)
+    service_from_environment.cache_clear()
+    with pytest.raises(RetryLater):
+        _function().get_user_function()(_grid_event(container, MANIFEST, "http://127.0.0.1:9/devstoreaccount1"))
+
+
+@pytest.mark.azurite
+def test_registered_function_returns_quietly_for_an_event_it_ignores(blob_service, container, function_env):
+    client = blob_service.get_container_client(container)
+    client.upload_blob("notes.txt", b"data")
+    _function().get_user_function()(_grid_event(container, "notes.txt", blob_service.url.rstrip("/")))
+    assert [b.blob_tier for b in client.list_blobs()] == ["Hot"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+from retier.names import Kind, parse
 from retier.storage import BlobItem
 
 # Above this size the SDK (and duplicity through it) uploads in blocks, so Azure reports
@@ -40,9 +41,20 @@ def blob_created_event(*, account: str, container: str, item: BlobItem, url: str
     }
 
 
+# duplicity uploads a set's volumes, then its signatures, then the manifest, then jsonstat.
+_UPLOAD_RANK = {Kind.VOLUME: 0, Kind.SIGNATURES: 1, Kind.MANIFEST: 2, Kind.JSONSTAT: 3, Kind.UNKNOWN: 4}
+
+
+def _upload_order(item: BlobItem):
+    # Storage timestamps have one-second resolution; within a second, fall back to the order
+    # in which duplicity writes a set's objects.
+    name = parse(item.name)
+    return (item.creation_time or item.last_modified, _UPLOAD_RANK[name.kind], name.volume or 0, name.par2, item.name)
+
+
 def events_for(store, container: str, items: Iterable[BlobItem]) -> list[dict]:
     """Events for `items` in upload order (oldest first), the order Azure would most likely send them."""
-    ordered = sorted(items, key=lambda i: (i.creation_time or i.last_modified, i.name))
+    ordered = sorted(items, key=_upload_order)
     return [
         blob_created_event(account=store.account_name, container=container, item=item, url=store.blob_url(container, item.name))
         for item in ordered

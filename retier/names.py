@@ -180,7 +180,7 @@ def parse(name: str) -> DuplicityName:
     """
     if not isinstance(name, str):
         raise TypeError(f"blob name must be str, not {type(name).__name__}")
-    if _FORBIDDEN_CHARACTER.search(name):
+    if not name or _FORBIDDEN_CHARACTER.search(name):
         return _unknown(name)
 
     obj_name, par2 = name, False

@@ -99,33 +99,33 @@ class RetierService:
             self._metadata_landed(container, name, outcome)
 
     def _manifest_landed(self, container: str, manifest: DuplicityName, outcome: Outcome) -> None:
-        listed = self._set_listing(container, manifest)
-        if not any(self._is_manifest_of(n, manifest) for n, _ in listed["manifest"]):
+        if not self._finish_set(container, manifest, outcome, own_manifest=manifest.name):
             # The event says the manifest exists, the account says it does not: do nothing rather
             # than archive a set that may be unfinished (or replayed after it was deleted).
             outcome.status, outcome.reason = IGNORED, "manifest not found in storage; set left alone"
-            return
-        volumes = [(n, item) for n, item in listed["volumes"] if n.kind is Kind.VOLUME and self._same_set(n, manifest)]
-        self._apply(container, volumes, outcome)
-        if self.settings.policy.metadata_tier:
-            own = [(n, item) for n, item in listed["manifest"] if n.name == manifest.name or (n.par2 and self._same_set(n, manifest))]
-            self._apply(container, own, outcome)
-        outcome.reason = outcome.reason or f"set finished: {len(volumes)} volume(s) listed"
 
     def _volume_landed(self, container: str, volume: DuplicityName, outcome: Outcome) -> None:
-        prefix = names.manifest_listing_prefix(volume, **self._prefixes())
-        if not any(self._is_manifest_of(names.parse(item.name), volume) for item in self.store.list_blobs(container, prefix)):
+        # Events are not ordered: a volume's event may arrive after its set's manifest landed.
+        # Then it does what the manifest's event does (one listing, the whole set), so a burst of
+        # late volume events costs one batch, not one per volume.
+        manifest = names.parse(names.manifest_listing_prefix(volume, **self._prefixes()))
+        if manifest.kind is not Kind.MANIFEST or not self._finish_set(container, manifest, outcome):
             # duplicity uploads the manifest last; without it the set is unfinished and may be
             # resumed, which re-uploads the last volume and reads volume 1.
             outcome.status, outcome.reason = IGNORED, "set unfinished: manifest not uploaded yet"
-            return
-        own = [
-            (n, item)
-            for item in self.store.list_blobs(container, volume.name)
-            if (n := names.parse(item.name)).kind is Kind.VOLUME and n.volume == volume.volume and self._same_set(n, volume)
-        ]
-        self._apply(container, own, outcome)
-        outcome.reason = outcome.reason or "late volume of a finished set"
+
+    def _finish_set(self, container: str, manifest: DuplicityName, outcome: Outcome, own_manifest: str | None = None) -> bool:
+        """Tier a finished set's volumes; False (and nothing done) when its manifest is not in storage."""
+        listed = self._set_listing(container, manifest)
+        if not any(self._is_manifest_of(n, manifest) for n, _ in listed["manifest"]):
+            return False
+        volumes = [(n, item) for n, item in listed["volumes"] if n.kind is Kind.VOLUME and self._same_set(n, manifest)]
+        self._apply(container, volumes, outcome)
+        if own_manifest and self.settings.policy.metadata_tier:
+            own = [(n, item) for n, item in listed["manifest"] if n.name == own_manifest or (n.name.startswith(own_manifest) and n.par2)]
+            self._apply(container, own, outcome)
+        outcome.reason = outcome.reason or f"set finished: {len(volumes)} volume(s) listed"
+        return True
 
     def _metadata_landed(self, container: str, meta: DuplicityName, outcome: Outcome) -> None:
         if not self.settings.policy.metadata_tier:

@@ -495,6 +495,7 @@ def test_par2_files_carry_the_record_of_the_object_they_protect(obj, tail):
     f"duplicity-full.{T1}.vol1.difftar.gpg.par2.par2",
     f"duplicity-full.{T1}.vol1.difftar.gpg.volx+1.par2",
     f"duplicity-full.{T1}.vol1.difftar.gpg.par2x",
+    f"duplicity-full.{T1}.manifest_par2",
     "notes.txt.par2",
     ".par2",
 ])
@@ -759,6 +760,16 @@ def test_manifest_listing_prefix_needs_a_duplicity_object():
 def test_a_manifests_par2_file_lists_the_same_volumes_as_the_manifest():
     manifest = f"duplicity-inc.{T1}.to.{T2}.manifest.gpg"
     assert volume_listing_prefix(parse(manifest + ".vol0+1.par2")) == volume_listing_prefix(parse(manifest))
+
+
+@pytest.mark.parametrize("name, set_id", [
+    (f"duplicity-full.{T1}.vol1.difftar.gpg", ("full", T1, False)),
+    (f"duplicity-new-signatures.{T1}.to.{T2}.sigtar", ("inc", T1, T2, False)),
+    ("df.ryq1b5.m.g", ("full", "ryq1b5", True)),
+    ("dist.ryq1b5.to.ryq1b6.jst", ("inc", "ryq1b5", "ryq1b6", True)),
+])
+def test_set_id_is_type_times_and_the_short_flag(name, set_id):
+    assert parse(name).set_id == set_id
 
 
 @SETTINGS

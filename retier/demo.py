@@ -26,7 +26,7 @@ def duplicity_binary() -> str:
     beside = Path(sys.executable).with_name("duplicity")
     found = str(beside) if beside.exists() else shutil.which("duplicity")
     if not found:
-        raise SystemExit("duplicity is not installed: run scripts/demo, or pip install -e '.[dev]'")
+        raise RuntimeError("duplicity is not installed: run scripts/demo or scripts/test, or pip install -e '.[dev]'")
     return found
 
 

@@ -105,11 +105,14 @@ class RetierService:
             outcome.status, outcome.reason = IGNORED, "manifest not found in storage; set left alone"
 
     def _volume_landed(self, container: str, volume: DuplicityName, outcome: Outcome) -> None:
-        # Events are not ordered: a volume's event may arrive after its set's manifest landed.
-        # Then it does what the manifest's event does (one listing, the whole set), so a burst of
-        # late volume events costs one batch, not one per volume.
-        manifest = names.parse(names.manifest_listing_prefix(volume, **self._prefixes()))
-        if manifest.kind is not Kind.MANIFEST or not self._finish_set(container, manifest, outcome):
+        # In the usual order the manifest is not there yet: a narrow listing says so cheaply,
+        # without listing the volumes uploaded so far.
+        prefix = names.manifest_listing_prefix(volume, **self._prefixes())
+        manifests = [n for item in self.store.list_blobs(container, prefix) if self._is_manifest_of(n := names.parse(item.name), volume)]
+        # Events are not ordered: a retried manifest event can arrive after its volumes' events.
+        # Then a volume's event does what the manifest's event does, so a burst of late volume
+        # events costs one batch, not one per volume.
+        if not manifests or not self._finish_set(container, manifests[0], outcome):
             # duplicity uploads the manifest last; without it the set is unfinished and may be
             # resumed, which re-uploads the last volume and reads volume 1.
             outcome.status, outcome.reason = IGNORED, "set unfinished: manifest not uploaded yet"
@@ -174,17 +177,22 @@ class RetierService:
 
     def _apply(self, container: str, blobs: Iterable[tuple[DuplicityName, BlobItem]], outcome: Outcome) -> None:
         by_target: dict[str, list[str]] = defaultdict(list)
+        index: dict[str, int] = {}
         for name, item in blobs:
             decision = policy.decide(name, item.tier, item.archive_status, self.settings.policy)
-            outcome.decisions.append(decision)
             if decision.move:
+                index[name.name] = len(outcome.decisions)
                 by_target[decision.target].append(name.name)
+            outcome.decisions.append(decision)
         for target, blob_names in by_target.items():
             for result in self.store.set_tier(container, blob_names, target):
+                decision = outcome.decisions[index[result.name]]
                 if result.outcome == OK:
-                    logger.info("%s %s -> %s", result.name, _current(outcome, result.name), target)
+                    logger.info("%s %s %s -> %s %s", result.name, decision.kind, decision.current, target, decision.reason)
                     continue
-                _drop_move(outcome, result.name, result.outcome)
+                outcome.decisions[index[result.name]] = policy.Decision(
+                    decision.name, decision.kind, decision.current, decision.target, False, f"not moved: {result.outcome}"
+                )
                 if result.outcome in (GONE, SKIPPED):
                     logger.info("%s left: %s (HTTP %s %s)", result.name, result.outcome, result.status, result.code or "")
                     continue
@@ -221,16 +229,3 @@ def _common_prefix(a: str, b: str) -> str:
             break
         n += 1
     return a[:n]
-
-
-def _current(outcome: Outcome, name: str) -> str | None:
-    for d in outcome.decisions:
-        if d.name == name:
-            return d.current
-    return None
-
-
-def _drop_move(outcome: Outcome, name: str, why: str) -> None:
-    for i, d in enumerate(outcome.decisions):
-        if d.name == name and d.move:
-            outcome.decisions[i] = policy.Decision(d.name, d.kind, d.current, d.target, False, f"not moved: {why}")

@@ -96,3 +96,17 @@ def env_for(conn: str, **settings: str) -> dict[str, str]:
     env = {"RETIER_STORAGE": conn}
     env.update(settings)
     return env
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses Azurite, and run fast pure tests first, real duplicity last."""
+    for item in items:
+        if "azurite_connection_string" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.azurite)
+
+    def cost(item):
+        if item.get_closest_marker("duplicity"):
+            return 2
+        return 1 if item.get_closest_marker("azurite") else 0
+
+    items.sort(key=cost)  # stable: keeps file order within each group

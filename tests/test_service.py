@@ -119,7 +119,7 @@ def test_reordered_events_end_with_exactly_the_volumes_archived(blob_service, co
     expect(blob_service, container, archive=FULL_VOLS + INC_VOLS)
 
 
-def test_late_volume_event_finishes_its_set_in_one_listing_and_one_batch(blob_service, container, harness):
+def test_late_volume_event_finishes_its_set_with_two_listings_and_one_batch(blob_service, container, harness):
     upload(blob_service, container, FULL_SET + INC_SET)
     h = harness()
     # Event Grid retried the manifest's event later than the volumes' events: the manifest is
@@ -127,11 +127,29 @@ def test_late_volume_event_finishes_its_set_in_one_listing_and_one_batch(blob_se
     outcome = h.deliver(FULL_VOLS[1])
     assert outcome.status == HANDLED
     assert sorted(d.name for d in outcome.moved) == sorted(FULL_VOLS)
-    assert h.meter.by_operation == {"list": 1, "batch": 1}
+    assert h.meter.by_operation == {"list": 2, "batch": 1}  # manifest check, then the set
     expect(blob_service, container, cold=FULL_VOLS)
-    # the other volumes' events and the manifest's own event then cost one listing each
-    for name in [FULL_VOLS[0], FULL_VOLS[2], FULL_MANIFEST]:
-        assert h.deliver(name).moved == [] and h.meter.by_operation == {"list": 1}
+    # the other volumes' events and the manifest's own event then change nothing
+    for name in [FULL_VOLS[0], FULL_VOLS[2]]:
+        assert h.deliver(name).moved == [] and h.meter.by_operation == {"list": 2}
+    assert h.deliver(FULL_MANIFEST).moved == [] and h.meter.by_operation == {"list": 1}
+
+
+def test_volume_event_of_an_unfinished_set_costs_one_narrow_listing(blob_service, container, harness):
+    upload(blob_service, container, FULL_VOLS)
+    h = harness()
+    assert h.deliver(FULL_VOLS[2]).status == IGNORED
+    assert h.meter.by_operation == {"list": 1}
+    expect(blob_service, container)
+
+
+def test_one_volume_set_is_tiered_with_a_single_set_blob_tier(blob_service, container, harness):
+    one = [f"duplicity-inc.{T1}.to.{T2}.vol1.difftar.gpg", INC_MANIFEST]
+    upload(blob_service, container, one)
+    h = harness()
+    assert [d.name for d in h.deliver(INC_MANIFEST).moved] == [one[0]]
+    assert h.meter.by_operation == {"list": 1, "set-tier": 1} and h.meter.billable == 2
+    expect(blob_service, container, cold=one[:1])
 
 
 def test_unfinished_set_is_never_touched_even_with_other_sets_finished(blob_service, container, harness):

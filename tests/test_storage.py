@@ -88,3 +88,13 @@ def test_unreachable_account_is_transient():
         list(store.list_blobs("c"))
     assert info.value.transient
     assert "a2V5" not in str(info.value)
+
+
+def test_a_single_blob_is_tiered_with_one_plain_request_and_its_failure_classified(blob_service, container, azurite_connection_string):
+    _upload(blob_service, container, ["one"])
+    store, meter = _metered_store(azurite_connection_string)
+    (done,) = store.set_tier(container, ["one"], "Cold")
+    (gone,) = store.set_tier(container, ["missing"], "Cold")
+    assert (done.outcome, gone.outcome, gone.status, gone.code) == (OK, GONE, 404, "BlobNotFound")
+    assert meter.by_operation == {"set-tier": 2} and meter.billable == 2
+    assert _tiers(blob_service, container) == {"one": "Cold"}

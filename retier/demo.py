@@ -46,7 +46,8 @@ class Duplicity:
         env["PASSPHRASE"] = PASSPHRASE
         return env
 
-    def run(self, *args: str, archive_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *args: str, archive_dir: Path | None = None, check: bool = True, while_running=None) -> subprocess.CompletedProcess:
+        """Run duplicity; call `while_running()` every quarter second until it exits (for live events)."""
         cmd = [
             duplicity_binary(),
             *args,
@@ -55,7 +56,21 @@ class Duplicity:
             "--no-print-statistics",
             *self.extra,
         ]
-        proc = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=600)
+        if while_running is None:
+            proc = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=600)
+        else:
+            with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+                child = subprocess.Popen(cmd, env=self.env(), stdout=out, stderr=err, text=True)
+                deadline = time.monotonic() + 600
+                while child.poll() is None and time.monotonic() < deadline:
+                    while_running()
+                    time.sleep(0.25)
+                if child.poll() is None:
+                    child.kill()
+                child.wait()
+                out.seek(0)
+                err.seek(0)
+                proc = subprocess.CompletedProcess(cmd, child.returncode, out.read(), err.read())
         if check and proc.returncode != 0:
             raise RuntimeError(f"duplicity {args[0]} failed with exit code {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -92,11 +107,17 @@ def change_sample_tree(root: Path, step: int) -> None:
         fh.write(f"change {step}\n")
 
 
-def deliver_new_events(service: RetierService, container: str, seen: set[str]) -> list:
+def deliver_new_events(service: RetierService, container: str, seen: set[str], first_tier: dict | None = None, echo: bool = False) -> list:
     """Send the handler the BlobCreated events Azure would have sent for blobs not seen before."""
     items = [i for i in service.store.list_blobs(container) if i.name not in seen]
     seen.update(i.name for i in items)
-    return [service.handle_event(event) for event in events_for(service.store, container, items)]
+    if first_tier is not None:
+        first_tier.update({i.name: i.tier for i in items})
+    outcomes = [service.handle_event(event) for event in events_for(service.store, container, items)]
+    if echo:
+        for o in outcomes:
+            print(f"  BlobCreated {o.blob:<72} {o.status:<8} {len(o.moved):>2} moved  {o.reason}")
+    return outcomes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"retier demo: duplicity {subprocess.run([duplicity_binary(), '--version'], capture_output=True, text=True).stdout.strip()} "
           f"-> container {args.container!r}, volumes to {settings.policy.volume_tier}, metadata "
           f"{settings.policy.metadata_tier or 'stays as uploaded'}\n")
+    store.create_container(args.container)  # so events can be polled before duplicity's first upload
     seen: set[str] = set()
     before: dict[str, str | None] = {}
     outcomes = []
@@ -129,44 +151,46 @@ def main(argv: list[str] | None = None) -> int:
         if step:
             time.sleep(1.1)  # duplicity's set names have one-second resolution
             change_sample_tree(source, step)
-        dup.backup(kind, source)
-        for item in store.list_blobs(args.container):
-            before.setdefault(item.name, item.tier)
-        new = deliver_new_events(service, args.container, seen)
-        outcomes += new
-        moved = sum(len(o.moved) for o in new)
-        print(f"duplicity {kind:<11} -> {len(new):>2} BlobCreated events handled, {moved} blob(s) retiered")
+        print(f"duplicity {kind} (events delivered as the blobs appear):")
+        # Azure sends BlobCreated seconds after each upload; poll the container to do the same.
+        live = lambda: outcomes.extend(deliver_new_events(service, args.container, seen, before, echo=True))  # noqa: E731
+        dup.backup(kind, source, while_running=live)
+        live()
 
-    final = {item.name: item.tier for item in store.list_blobs(args.container)}
-    width = max(map(len, final))
-    print(f"\n{'blob':<{width}}  {'kind':<10}  tier before -> after")
-    for name in sorted(final, key=lambda n: (names.parse(n).kind.value != "volume", n)):
-        kind = names.parse(name).kind.value
-        print(f"{name:<{width}}  {kind:<10}  {before.get(name)} -> {final[name]}")
-
-    bad = [o for o in outcomes if o.status not in (HANDLED, IGNORED) or o.failures]
-    wrong = [n for n, t in final.items() if names.parse(n).kind.value == "volume" and t != settings.policy.volume_tier]
-    wrong += [n for n, t in final.items() if names.parse(n).is_metadata and t != before.get(n)]
+    print_tiers(store, args.container, before)
 
     print("\nduplicity still works with the volumes retiered:")
     time.sleep(1.1)
     change_sample_tree(source, 9)
     dup.backup("incremental", source, archive_dir=work / "empty-cache")
     print("  incremental backup with an empty --archive-dir (lost local cache): ok")
-    deliver_new_events(service, args.container, seen)
+    outcomes += deliver_new_events(service, args.container, seen, before)
     status = dup.collection_status()
-    chains = [line.strip() for line in status.stdout.splitlines() if line.strip().startswith(("Full", "Incremental"))]
-    print(f"  collection-status: ok ({len(chains)} backup sets listed)")
+    sets = [line for line in status.stdout.splitlines() if line.strip().startswith(("Full", "Incremental"))]
+    print(f"  collection-status: ok ({len(sets)} backup sets listed)")
 
+    final = {item.name: item.tier for item in store.list_blobs(args.container)}
+    bad = [o for o in outcomes if o.status not in (HANDLED, IGNORED) or o.failures]
+    volumes = [n for n in final if names.parse(n).kind.value == "volume"]
+    wrong = [n for n in volumes if final[n] != settings.policy.volume_tier]
+    wrong += [n for n, t in final.items() if names.parse(n).is_metadata and t != before.get(n)]
     if not args.keep:
         store.delete_container(args.container)
         shutil.rmtree(work, ignore_errors=True)
     if bad or wrong:
         print(f"\nFAILED: {len(bad)} event(s) not handled, blobs at the wrong tier: {wrong}", file=sys.stderr)
         return 1
-    print(f"\nall {sum(1 for n in final if names.parse(n).kind.value == 'volume')} volumes are {settings.policy.volume_tier}; "
-          "manifests and signatures kept their tier.")
+    print(f"\nall {len(volumes)} volumes are {settings.policy.volume_tier}; manifests and signatures kept their tier "
+          f"({len(final) - len(volumes)} blobs).")
     return 0
+
+
+def print_tiers(store: BlobStore, container: str, before: dict) -> None:
+    final = {item.name: item.tier for item in store.list_blobs(container)}
+    width = max(map(len, final))
+    print(f"\n{'blob':<{width}}  {'kind':<10}  tier before -> after")
+    for name in sorted(final, key=lambda n: (names.parse(n).kind.value != "volume", n)):
+        print(f"{name:<{width}}  {names.parse(name).kind.value:<10}  {before.get(name)} -> {final[name]}")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,15 @@ class BlobStore:
     def blob_url(self, container: str, name: str) -> str:
         return self._client.get_blob_client(container, name).url
 
+    def create_container(self, container: str) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            with _translated(f"create container {container}"):
+                self._client.create_container(container)
+        except ResourceExistsError:
+            pass
+
     def delete_container(self, container: str) -> None:
         with _translated(f"delete container {container}"):
             self._client.delete_container(container)

@@ -98,3 +98,17 @@ def test_a_single_blob_is_tiered_with_one_plain_request_and_its_failure_classifi
     assert (done.outcome, gone.outcome, gone.status, gone.code) == (OK, GONE, 404, "BlobNotFound")
     assert meter.by_operation == {"set-tier": 2} and meter.billable == 2
     assert _tiers(blob_service, container) == {"one": "Cold"}
+
+
+def test_identity_connection_uses_a_managed_identity_credential_and_no_key():
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    from retier.storage import connect
+
+    user_assigned = connect(Connection(blob_service_uri="https://acct.blob.core.windows.net", client_id="11111111-2222-3333-4444-555555555555"))
+    assert isinstance(user_assigned.credential, ManagedIdentityCredential)
+    assert user_assigned.account_name == "acct" and user_assigned.url.startswith("https://acct.blob.core.windows.net")
+    system = connect(Connection(blob_service_uri="https://acct.blob.core.windows.net", credential="managedidentity"))
+    assert isinstance(system.credential, ManagedIdentityCredential)
+    default = connect(Connection(blob_service_uri="https://acct.blob.core.windows.net"))
+    assert isinstance(default.credential, DefaultAzureCredential)

@@ -1,8 +1,9 @@
-"""Azure Functions app: Event Grid BlobCreated -> retier. All logic lives in the retier package."""
+"""Azure Functions app: Event Grid BlobCreated and a daily reconciliation sweep. Logic lives in retier/."""
 
 import azure.functions as func
 
-from retier.functions import handle_grid_event
+from retier.functions import handle_grid_event, run_scheduled_sweep
+from retier.settings import sweep_schedule
 
 app = func.FunctionApp()
 
@@ -14,3 +15,12 @@ def retier_blob_created(event: func.EventGridEvent) -> None:
     # Grid redelivers with back-off, so no event is lost while the cause is fixed. Everything
     # else (acted on, deliberately ignored, permanently failed) is logged by the service.
     handle_grid_event(event)
+
+
+# The schedule is read when the worker indexes the app (RETIER_SWEEP_SCHEDULE, daily by default).
+@app.function_name(name="retier_sweep")
+@app.timer_trigger(arg_name="timer", schedule=sweep_schedule(), run_on_startup=False, use_monitor=True)
+def retier_sweep(timer: func.TimerRequest) -> None:
+    # Catches backups made before deployment and events Event Grid gave up on. Logs a summary
+    # per container; a container on restore hold is left alone.
+    run_scheduled_sweep()

@@ -38,6 +38,29 @@ def event_to_dict(event) -> dict:
     }
 
 
+_said_no_containers = False
+
+
+def run_scheduled_sweep() -> list[dict]:
+    """The reconciliation timer: sweep RETIER_CONTAINERS; raise RetryLater if any container failed."""
+    global _said_no_containers
+    from retier.sweep import sweep_container
+
+    service = service_from_environment()
+    containers = sorted(service.settings.containers)
+    if not containers:
+        if not _said_no_containers:
+            logger.warning("RETIER_CONTAINERS is unset: the reconciliation timer sweeps nothing")
+            _said_no_containers = True
+        return []
+    reports = [sweep_container(service.store, c, service.settings) for c in containers]
+    failed = [r.container for r in reports if not r.ok]
+    if failed:
+        # Failing the invocation makes it visible in monitoring; the next run retries anyway.
+        raise RetryLater(f"sweep incomplete for {', '.join(failed)}")
+    return [r.to_dict() for r in reports]
+
+
 def handle_grid_event(event) -> dict:
     """Run one delivered event; raise RetryLater when a retry can help, return the outcome otherwise."""
     outcome = service_from_environment().handle_event(event_to_dict(event))

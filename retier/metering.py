@@ -44,6 +44,8 @@ def _operation(request) -> tuple[str, int]:
         return "list", 1
     if "comp=tier" in url:
         return "set-tier", 1
+    if "restype=container" in url and request.method == "GET":
+        return "container-properties", 1
     return request.method.lower(), 1
 
 

@@ -184,6 +184,14 @@ class RetierService:
                 index[name.name] = len(outcome.decisions)
                 by_target[decision.target].append(name.name)
             outcome.decisions.append(decision)
+        # The hold is read only when there is something to move: most events cost no extra request.
+        hold = self.store.get_hold(container) if by_target else None
+        if hold is not None:
+            for i in index.values():
+                d = outcome.decisions[i]
+                outcome.decisions[i] = policy.Decision(d.name, d.kind, d.current, d.target, False, "container on restore hold")
+            outcome.status, outcome.reason = IGNORED, f"container on restore hold ({hold}); nothing moved"
+            return
         for target, blob_names in by_target.items():
             for result in self.store.set_tier(container, blob_names, target):
                 decision = outcome.decisions[index[result.name]]

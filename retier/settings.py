@@ -20,6 +20,9 @@ METADATA_TIER = "RETIER_METADATA_TIER"
 CONTAINERS = "RETIER_CONTAINERS"
 FILE_PREFIX_ARCHIVE = "RETIER_FILE_PREFIX_ARCHIVE"
 FILE_PREFIX_MANIFEST = "RETIER_FILE_PREFIX_MANIFEST"
+SWEEP_SCHEDULE = "RETIER_SWEEP_SCHEDULE"
+# Daily at 03:30 UTC: after typical nightly cron backups, before the working day.
+DEFAULT_SWEEP_SCHEDULE = "0 30 3 * * *"
 # duplicity's own variable; only the CLI falls back to it.
 DUPLICITY_CONNECTION_STRING = "AZURE_CONNECTION_STRING"
 
@@ -33,6 +36,7 @@ ALL_SETTINGS = (
     CONTAINERS,
     FILE_PREFIX_ARCHIVE,
     FILE_PREFIX_MANIFEST,
+    SWEEP_SCHEDULE,
 )
 
 
@@ -65,6 +69,7 @@ class Settings:
     containers: frozenset[str] = frozenset()
     file_prefix_archive: str = ""
     file_prefix_manifest: str = ""
+    sweep_schedule: str = DEFAULT_SWEEP_SCHEDULE
 
     @property
     def account_name(self) -> str | None:
@@ -157,4 +162,17 @@ def load_settings(env: Mapping[str, str] | None = None, *, allow_duplicity_env: 
         containers=containers,
         file_prefix_archive=env.get(FILE_PREFIX_ARCHIVE, ""),
         file_prefix_manifest=env.get(FILE_PREFIX_MANIFEST, ""),
+        sweep_schedule=sweep_schedule(env),
     )
+
+
+def sweep_schedule(env: Mapping[str, str] | None = None) -> str:
+    """The timer's NCRONTAB schedule (six fields: second minute hour day month weekday)."""
+    env = os.environ if env is None else env
+    value = env.get(SWEEP_SCHEDULE, "").strip() or DEFAULT_SWEEP_SCHEDULE
+    if len(value.split()) != 6:
+        raise SettingsError(
+            f"{SWEEP_SCHEDULE}={value!r}: use a six-field NCRONTAB expression "
+            f"(second minute hour day month weekday), e.g. {DEFAULT_SWEEP_SCHEDULE!r}"
+        )
+    return value

@@ -29,6 +29,9 @@ SKIPPED = "skipped"  # 409: archived or rehydrating; never force it
 TRANSIENT = "transient"  # throttled, server error, timeout: a retry may succeed
 FAILED = "failed"  # anything else: a retry will not help
 
+# Container metadata key that puts a container on restore hold (metadata names are C# identifiers).
+HOLD_KEY = "retier_restore_hold"
+
 _TRANSIENT_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
 
 
@@ -151,6 +154,32 @@ class BlobStore:
 
     def blob_url(self, container: str, name: str) -> str:
         return self._client.get_blob_client(container, name).url
+
+    # -- restore hold: one metadata key on the container, shared by handler, sweep and timer --------
+    def get_hold(self, container: str) -> str | None:
+        """The hold's note if `container` is on restore hold, else None (one request)."""
+        with _translated(f"read properties of {container}"):
+            metadata = self._client.get_container_client(container).get_container_properties().metadata or {}
+        for key, value in metadata.items():
+            if key.lower() == HOLD_KEY:
+                return value or "on hold"
+        return None
+
+    def set_hold(self, container: str, note: str) -> None:
+        client = self._client.get_container_client(container)
+        with _translated(f"set restore hold on {container}"):
+            metadata = dict(client.get_container_properties().metadata or {})
+            metadata = {k: v for k, v in metadata.items() if k.lower() != HOLD_KEY}
+            metadata[HOLD_KEY] = note
+            client.set_container_metadata(metadata)
+
+    def clear_hold(self, container: str) -> None:
+        client = self._client.get_container_client(container)
+        with _translated(f"clear restore hold on {container}"):
+            metadata = dict(client.get_container_properties().metadata or {})
+            kept = {k: v for k, v in metadata.items() if k.lower() != HOLD_KEY}
+            if kept != metadata:
+                client.set_container_metadata(kept)
 
     def create_container(self, container: str) -> None:
         from azure.core.exceptions import ResourceExistsError

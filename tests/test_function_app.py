@@ -19,10 +19,24 @@ SIGS = f"duplicity-full-signatures.{T}.sigtar.gpg"
 
 
 @functools.lru_cache(maxsize=1)
-def _function():
+def _functions():
     # get_functions() indexes the app as the worker does, and may run only once per app object.
-    (fn,) = function_app.app.get_functions()
-    return fn
+    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+
+
+def _function():
+    return _functions()["retier_blob_created"]
+
+
+def test_app_registers_exactly_the_event_and_the_timer_functions():
+    assert sorted(_functions()) == ["retier_blob_created", "retier_sweep"]
+
+
+def test_timer_binding_runs_daily_by_default():
+    (binding,) = _functions()["retier_sweep"].get_bindings()
+    spec = binding.get_dict_repr()
+    assert spec["type"] == "timerTrigger" and spec["name"] == "timer"
+    assert spec["schedule"] == "0 30 3 * * *" and spec["runOnStartup"] is False
 
 
 def test_app_registers_one_event_grid_trigger_named_retier_blob_created():
@@ -91,3 +105,52 @@ def test_registered_function_returns_quietly_for_an_event_it_ignores(blob_servic
     client.upload_blob("notes.txt", b"data")
     _function().get_user_function()(_grid_event(container, "notes.txt", blob_service.url.rstrip("/")))
     assert [b.blob_tier for b in client.list_blobs()] == ["Hot"]
+
+
+class _Timer(func.TimerRequest):
+    past_due = False
+
+
+@pytest.mark.azurite
+def test_timer_sweeps_the_configured_containers(blob_service, container, function_env):
+    function_env.setenv("RETIER_CONTAINERS", container)
+    client = blob_service.get_container_client(container)
+    for name in [*VOLS, SIGS, MANIFEST, "notes.txt"]:
+        client.upload_blob(name, b"data")
+    assert _functions()["retier_sweep"].get_user_function()(_Timer()) is None
+    assert {b.name: b.blob_tier for b in client.list_blobs()} == {VOLS[0]: "Cold", VOLS[1]: "Cold", SIGS: "Hot", MANIFEST: "Hot", "notes.txt": "Hot"}
+
+
+@pytest.mark.azurite
+def test_timer_without_containers_sweeps_nothing_and_says_so_once(function_env, caplog):
+    import retier.functions
+
+    function_env.setattr(retier.functions, "_said_no_containers", False)
+    timer = _functions()["retier_sweep"].get_user_function()
+    with caplog.at_level("WARNING"):
+        timer(_Timer())
+        timer(_Timer())
+    said = [r for r in caplog.records if "RETIER_CONTAINERS is unset" in r.getMessage()]
+    assert len(said) == 1
+
+
+@pytest.mark.azurite
+def test_timer_leaves_a_held_container_alone(blob_service, container, function_env, azurite_connection_string):
+    from retier.settings import Connection
+    from retier.storage import BlobStore
+
+    function_env.setenv("RETIER_CONTAINERS", container)
+    client = blob_service.get_container_client(container)
+    for name in [*VOLS, MANIFEST]:
+        client.upload_blob(name, b"data")
+    BlobStore.from_connection(Connection(connection_string=azurite_connection_string)).set_hold(container, "restore")
+    _functions()["retier_sweep"].get_user_function()(_Timer())
+    assert {b.blob_tier for b in client.list_blobs()} == {"Hot"}
+
+
+def test_bad_schedule_is_refused_naming_the_setting(monkeypatch):
+    from retier.settings import SettingsError, sweep_schedule
+
+    with pytest.raises(SettingsError, match="RETIER_SWEEP_SCHEDULE"):
+        sweep_schedule({"RETIER_SWEEP_SCHEDULE": "every day"})
+    assert sweep_schedule({"RETIER_SWEEP_SCHEDULE": "0 0 */6 * * *"}) == "0 0 */6 * * *"

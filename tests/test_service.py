@@ -127,7 +127,8 @@ def test_late_volume_event_finishes_its_set_with_two_listings_and_one_batch(blob
     outcome = h.deliver(FULL_VOLS[1])
     assert outcome.status == HANDLED
     assert sorted(d.name for d in outcome.moved) == sorted(FULL_VOLS)
-    assert h.meter.by_operation == {"list": 2, "batch": 1}  # manifest check, then the set
+    # manifest check, the set, the restore-hold check, one batch
+    assert h.meter.by_operation == {"list": 2, "container-properties": 1, "batch": 1}
     expect(blob_service, container, cold=FULL_VOLS)
     # the other volumes' events and the manifest's own event then change nothing
     for name in [FULL_VOLS[0], FULL_VOLS[2]]:
@@ -148,7 +149,7 @@ def test_one_volume_set_is_tiered_with_a_single_set_blob_tier(blob_service, cont
     upload(blob_service, container, one)
     h = harness()
     assert [d.name for d in h.deliver(INC_MANIFEST).moved] == [one[0]]
-    assert h.meter.by_operation == {"list": 1, "set-tier": 1} and h.meter.billable == 2
+    assert h.meter.by_operation == {"list": 1, "container-properties": 1, "set-tier": 1} and h.meter.billable == 3
     expect(blob_service, container, cold=one[:1])
 
 

@@ -1,0 +1,380 @@
+"""Sweep whole containers: the event handler's decisions over existing blobs, streamed and batched."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from retier import names, policy
+from retier.names import DuplicityName, Kind
+from retier.settings import Settings
+from retier.storage import BATCH_LIMIT, GONE, OK, SKIPPED, TRANSIENT, BlobItem, BlobStore, StorageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 4  # batches in flight
+MAX_FAILURE_DETAILS = 1000  # failures beyond this are counted, not listed
+
+
+@dataclass
+class Tally:
+    count: int = 0
+    bytes: int = 0
+
+    def add(self, size: int, count: int = 1) -> None:
+        self.count += count
+        self.bytes += size
+
+
+@dataclass(frozen=True)
+class Move:
+    name: str
+    kind: str
+    current: str
+    target: str
+    size: int
+
+
+@dataclass
+class UnfinishedSet:
+    """Volumes with no manifest: a running backup, or an abandoned one `duplicity cleanup` removes."""
+
+    label: str
+    volumes: int = 0
+    bytes: int = 0
+    newest: datetime | None = None
+
+    def age_days(self, now: datetime) -> float | None:
+        return (now - self.newest).total_seconds() / 86400 if self.newest else None
+
+
+@dataclass
+class Plan:
+    """What a sweep of one container decides: counts and bytes per kind and tier before -> after."""
+
+    container: str
+    listed: int = 0
+    rows: dict[tuple[str, str, str], Tally] = field(default_factory=lambda: defaultdict(Tally))
+    kept_reasons: Counter = field(default_factory=Counter)
+    unfinished: list[UnfinishedSet] = field(default_factory=list)
+
+    @property
+    def moves(self) -> Tally:
+        total = Tally()
+        for (_, before, after), tally in self.rows.items():
+            if before != after:
+                total.add(tally.bytes, tally.count)
+        return total
+
+    @property
+    def unknown(self) -> Tally:
+        total = Tally()
+        for (kind, _, _), tally in self.rows.items():
+            if kind == Kind.UNKNOWN.value:
+                total.add(tally.bytes, tally.count)
+        return total
+
+    def to_dict(self, now: datetime | None = None) -> dict:
+        now = now or datetime.now(timezone.utc)
+        return {
+            "container": self.container,
+            "listed": self.listed,
+            "rows": [
+                {"kind": kind, "from": before, "to": after, "blobs": t.count, "bytes": t.bytes}
+                for (kind, before, after), t in sorted(self.rows.items())
+            ],
+            "move": {"blobs": self.moves.count, "bytes": self.moves.bytes},
+            "unknown": {"blobs": self.unknown.count, "bytes": self.unknown.bytes},
+            "kept_reasons": dict(self.kept_reasons),
+            "unfinished_sets": [
+                {"set": u.label, "volumes": u.volumes, "bytes": u.bytes,
+                 "newest": u.newest.isoformat() if u.newest else None,
+                 "age_days": round(u.age_days(now), 2) if u.newest else None}
+                for u in self.unfinished
+            ],
+        }
+
+
+@dataclass
+class _SetState:
+    manifest: DuplicityName | None = None
+    relist: bool = False  # its manifest came after some of its volumes in the listing
+    pending: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))  # volumes seen before a manifest, by tier
+    newest: datetime | None = None
+    label: str = ""
+
+
+class Planner:
+    """Decide blob by blob as a listing streams past; memory grows with backup sets, not blobs.
+
+    In a listing (lexicographic) a set's manifest `…T.manifest` comes before its volumes
+    `…T.vol…`, so with duplicity's default names every volume is decided when it is seen.
+    Where it does not (legacy short names, per-type prefixes), the set's volumes are only
+    counted until its manifest appears, and the set is re-listed by prefix afterwards.
+    """
+
+    def __init__(self, container: str, pol: policy.Policy, *, archive_prefix: str = "", manifest_prefix: str = ""):
+        self.plan = Plan(container)
+        self.policy = pol
+        self.prefixes = {"archive_prefix": archive_prefix, "manifest_prefix": manifest_prefix}
+        self._sets: dict[tuple, _SetState] = {}
+
+    def _key(self, name: DuplicityName) -> tuple:
+        return (names.manifest_listing_prefix(name, **self.prefixes), name.set_id)
+
+    def _decide(self, name: DuplicityName, item: BlobItem) -> Move | None:
+        decision = policy.decide(name, item.tier, item.archive_status, self.policy)
+        before = decision.current or "unknown"
+        after = decision.target if decision.move else before
+        self.plan.rows[(name.kind.value, before, after)].add(item.size)
+        if not decision.move:
+            self.plan.kept_reasons[decision.reason] += 1
+            return None
+        return Move(name.name, name.kind.value, before, decision.target, item.size)
+
+    def feed(self, item: BlobItem) -> Move | None:
+        """One blob of the container's listing: a Move to apply now, or None."""
+        self.plan.listed += 1
+        name = names.parse(item.name)
+        if name.kind is Kind.MANIFEST and not name.par2:
+            state = self._sets.setdefault(self._key(name), _SetState())
+            if state.manifest is None:
+                state.manifest = name
+                if state.pending:
+                    state.relist = True
+                    state.pending.clear()
+            return self._decide(name, item)
+        if name.kind is not Kind.VOLUME:
+            return self._decide(name, item)  # metadata and unknown names: the policy decides alone
+        state = self._sets.setdefault(self._key(name), _SetState())
+        if state.relist:
+            return None  # the re-listing of this set will decide it
+        if state.manifest is not None:
+            return self._decide(name, item)
+        state.pending[item.tier or "unknown"].add(item.size)
+        state.label = state.label or names.manifest_listing_prefix(name, **self.prefixes).removesuffix(".manifest")
+        if item.last_modified and (state.newest is None or item.last_modified > state.newest):
+            state.newest = item.last_modified
+        return None
+
+    def sets_to_relist(self) -> list[tuple[tuple, str]]:
+        """(set key, volume listing prefix) of the sets whose manifest came after their volumes."""
+        return [
+            (key, names.volume_listing_prefix(state.manifest, **self.prefixes))
+            for key, state in self._sets.items()
+            if state.relist
+        ]
+
+    def feed_relisted(self, key: tuple, item: BlobItem) -> Move | None:
+        name = names.parse(item.name)
+        if name.kind is not Kind.VOLUME or self._key(name) != key:
+            return None  # a listing prefix can also catch the set's own manifest or another chain
+        return self._decide(name, item)
+
+    def finish(self) -> Plan:
+        """Close the plan: volumes of sets that never got a manifest are unfinished, and kept."""
+        for state in self._sets.values():
+            if state.manifest is not None or not state.pending:
+                continue
+            unfinished = UnfinishedSet(state.label, newest=state.newest)
+            for tier, tally in state.pending.items():
+                self.plan.rows[(Kind.VOLUME.value, tier, tier)].add(tally.bytes, tally.count)
+                unfinished.volumes += tally.count
+                unfinished.bytes += tally.bytes
+            self.plan.kept_reasons["set unfinished: no manifest"] += unfinished.volumes
+            self.plan.unfinished.append(unfinished)
+        self.plan.unfinished.sort(key=lambda u: u.newest or datetime.min.replace(tzinfo=timezone.utc))
+        return self.plan
+
+
+@dataclass
+class Applied:
+    """What happened to the moves that were sent."""
+
+    done: Tally = field(default_factory=Tally)
+    gone: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[dict] = field(default_factory=list)
+    batches: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "moved": {"blobs": self.done.count, "bytes": self.done.bytes},
+            "gone": self.gone,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "failures": self.failures,
+        }
+
+
+class BatchApplier:
+    """Sends moves in batches of up to 256 with `workers` batches in flight; bounded memory."""
+
+    def __init__(self, store: BlobStore, container: str, *, workers: int = DEFAULT_WORKERS, on_progress: Callable[[Applied], None] | None = None):
+        self.store = store
+        self.container = container
+        self.applied = Applied()
+        self._pending: dict[str, list[Move]] = defaultdict(list)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="retier-batch")
+        self._slots = threading.BoundedSemaphore(max(1, workers) * 2)  # back-pressure on the listing
+        self._lock = threading.Lock()
+        self._futures: set[Future] = set()
+        self._on_progress = on_progress
+
+    def add(self, move: Move) -> None:
+        chunk = self._pending[move.target]
+        chunk.append(move)
+        if len(chunk) >= BATCH_LIMIT:
+            self._submit(self._pending.pop(move.target))
+
+    def _submit(self, chunk: list[Move]) -> None:
+        self._slots.acquire()
+        future = self._pool.submit(self._send, chunk)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+
+    def _send(self, chunk: list[Move]) -> None:
+        try:
+            try:
+                results = self.store.set_tier(self.container, [m.name for m in chunk], chunk[0].target)
+            except StorageError as exc:
+                outcome = TRANSIENT if exc.transient else "failed"
+                self._record_failures(chunk, outcome, exc.status, exc.code, str(exc))
+                return
+            except Exception as exc:  # a bug must not vanish inside a worker thread
+                logger.exception("batch of %d blobs failed unexpectedly", len(chunk))
+                self._record_failures(chunk, "failed", None, None, f"{type(exc).__name__}: {exc}")
+                return
+            sizes = {m.name: m.size for m in chunk}
+            with self._lock:
+                self.applied.batches += 1
+                for r in results:
+                    if r.outcome == OK:
+                        self.applied.done.add(sizes[r.name])
+                        logger.debug("%s -> %s", r.name, r.tier)
+                    elif r.outcome == GONE:
+                        self.applied.gone += 1
+                    elif r.outcome == SKIPPED:
+                        self.applied.skipped += 1
+                    else:
+                        self._failure(r.name, r.outcome, r.status, r.code, None)
+            if self._on_progress:
+                self._on_progress(self.applied)
+        finally:
+            self._slots.release()
+
+    def _record_failures(self, chunk: list[Move], outcome: str, status, code, message) -> None:
+        with self._lock:
+            for move in chunk:
+                self._failure(move.name, outcome, status, code, message)
+
+    def _failure(self, name: str, outcome: str, status, code, message) -> None:
+        self.applied.failed += 1
+        if len(self.applied.failures) < MAX_FAILURE_DETAILS:
+            self.applied.failures.append({"name": name, "outcome": outcome, "status": status, "code": code, "error": message})
+
+    def close(self) -> Applied:
+        for target in list(self._pending):
+            self._submit(self._pending.pop(target))
+        self._pool.shutdown(wait=True)
+        return self.applied
+
+
+@dataclass
+class SweepReport:
+    container: str
+    dry_run: bool
+    held: str | None = None
+    plan: Plan | None = None
+    applied: Applied | None = None
+    error: str | None = None
+    transient: bool = False
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[dict]:
+        return self.applied.failures if self.applied else []
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not (self.applied and self.applied.failed)
+
+    def to_dict(self) -> dict:
+        return {
+            "container": self.container,
+            "dry_run": self.dry_run,
+            "held": self.held,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "plan": self.plan.to_dict() if self.plan else None,
+            "applied": self.applied.to_dict() if self.applied else None,
+        }
+
+
+def sweep_container(
+    store: BlobStore,
+    container: str,
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    workers: int = DEFAULT_WORKERS,
+    progress: Callable[[Plan, Applied | None], None] | None = None,
+) -> SweepReport:
+    """List `container` once, decide every blob, and (unless dry_run) apply the moves in batches."""
+    started = time.monotonic()
+    report = SweepReport(container, dry_run)
+    try:
+        report.held = store.get_hold(container)
+        if report.held:
+            logger.warning("container %s is on restore hold (%s): sweep leaves it alone", container, report.held)
+            return report
+        planner = Planner(container, settings.policy, archive_prefix=settings.file_prefix_archive,
+                          manifest_prefix=settings.file_prefix_manifest)
+        applier = None if dry_run else BatchApplier(
+            store, container, workers=workers, on_progress=(lambda a: progress(planner.plan, a)) if progress else None
+        )
+        try:
+            _drain(planner.feed, store.list_blobs(container), applier, progress and (lambda: progress(planner.plan, applier and applier.applied)))
+            for key, prefix in planner.sets_to_relist():
+                _drain(lambda item, key=key: planner.feed_relisted(key, item), store.list_blobs(container, prefix), applier, None)
+        finally:
+            if applier:
+                report.applied = applier.close()
+        report.plan = planner.finish()
+    except StorageError as exc:
+        report.error, report.transient = str(exc), exc.transient
+        logger.warning("sweep of %s stopped: %s", container, exc)
+    finally:
+        report.seconds = time.monotonic() - started
+    _log_summary(report)
+    return report
+
+
+def _drain(decide: Callable[[BlobItem], Move | None], items: Iterable[BlobItem], applier: BatchApplier | None, tick) -> None:
+    last = time.monotonic()
+    for item in items:
+        move = decide(item)
+        if move and applier:
+            applier.add(move)
+        if tick and time.monotonic() - last > 0.25:
+            tick()
+            last = time.monotonic()
+
+
+def _log_summary(report: SweepReport) -> None:
+    if report.plan is None:
+        return
+    plan, applied = report.plan, report.applied
+    logger.info(
+        "sweep %s%s: listed=%d plan_move=%d (%d bytes) moved=%d gone=%d skipped=%d failed=%d unknown=%d unfinished_sets=%d %.1fs",
+        report.container, " (dry run)" if report.dry_run else "", plan.listed, plan.moves.count, plan.moves.bytes,
+        applied.done.count if applied else 0, applied.gone if applied else 0, applied.skipped if applied else 0,
+        applied.failed if applied else 0, plan.unknown.count, len(plan.unfinished), report.seconds,
+    )

@@ -1,0 +1,232 @@
+"""`sweep` against Azurite: tiers of every blob after a sweep of a realistic container."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from retier.metering import CountingTransport, Meter
+from retier.settings import Connection, load_settings
+from retier.storage import BlobStore
+from retier.sweep import sweep_container
+
+pytestmark = pytest.mark.azurite
+
+T = ["20240101T020304Z", "20240102T020304Z", "20240103T020304Z", "20240104T020304Z", "20240201T020304Z", "20240202T020304Z"]
+
+
+def chain(prefix, full, incs, vols=3):
+    """A finished chain: full at T[full], incrementals to each T[i] in incs."""
+    names, volumes = [], []
+    volumes += [f"{prefix}duplicity-full.{T[full]}.vol{i}.difftar.gpg" for i in range(1, vols + 1)]
+    names += [f"{prefix}duplicity-full.{T[full]}.manifest.gpg", f"{prefix}duplicity-full-signatures.{T[full]}.sigtar.gpg"]
+    previous = T[full]
+    for i in incs:
+        volumes += [f"{prefix}duplicity-inc.{previous}.to.{T[i]}.vol{v}.difftar.gpg" for v in (1, 2)]
+        names += [f"{prefix}duplicity-inc.{previous}.to.{T[i]}.manifest.gpg", f"{prefix}duplicity-new-signatures.{previous}.to.{T[i]}.sigtar.gpg"]
+        previous = T[i]
+    return volumes, names
+
+
+VOLS_A, META_A = chain("", 0, [1, 2])
+VOLS_B, META_B = chain("host2-", 4, [5], vols=2)
+# interrupted: the incremental to T[3] never got its manifest
+INTERRUPTED = [f"duplicity-inc.{T[2]}.to.{T[3]}.vol{v}.difftar.gpg" for v in (1, 2)]
+FOREIGN = ["notes.txt", f"duplicity-full.{T[0]}.vol9.difftar.gpg.part", "photos/2024/img.jpg"]
+ALL = VOLS_A + META_A + VOLS_B + META_B + INTERRUPTED + FOREIGN
+
+
+@pytest.fixture
+def populated(blob_service, container):
+    client = blob_service.get_container_client(container)
+    for name in ALL:
+        client.upload_blob(name, b"x" * 10)
+    # already tiered by an earlier event
+    client.get_blob_client(VOLS_A[0]).set_standard_blob_tier("Cold")
+    client.get_blob_client(VOLS_A[1]).set_standard_blob_tier("Archive")
+    return client
+
+
+def tiers(client):
+    return {b.name: b.blob_tier for b in client.list_blobs()}
+
+
+def make(conn, **env):
+    meter = Meter()
+    store = BlobStore.from_connection(Connection(connection_string=conn), transport=CountingTransport(meter))
+    return store, load_settings({"RETIER_STORAGE": conn, **env}), meter
+
+
+def expected(volume_tier):
+    want = {name: "Hot" for name in ALL}
+    want.update({v: volume_tier for v in VOLS_A + VOLS_B})
+    want[VOLS_A[1]] = "Archive"  # never moved warmer
+    if volume_tier == "Cool":
+        want[VOLS_A[0]] = "Cold"
+    return want
+
+
+def test_sweep_moves_finished_sets_volumes_only(populated, container, azurite_connection_string):
+    store, settings, meter = make(azurite_connection_string)
+    report = sweep_container(store, container, settings)
+    assert report.ok and report.applied.failed == 0
+    assert tiers(populated) == expected("Cold")
+    assert report.plan.moves.count == len(VOLS_A) + len(VOLS_B) - 2
+    assert report.applied.done.count == report.plan.moves.count
+    assert [u.label for u in report.plan.unfinished] == [f"duplicity-inc.{T[2]}.to.{T[3]}"]
+    assert report.plan.unknown.count == len(FOREIGN)
+    assert meter.by_operation == {"container-properties": 1, "list": 1, "batch": 1}
+
+
+def test_dry_run_plans_the_same_and_changes_nothing(populated, container, azurite_connection_string):
+    store, settings, meter = make(azurite_connection_string, RETIER_VOLUME_TIER="Archive")
+    before = tiers(populated)
+    report = sweep_container(store, container, settings, dry_run=True)
+    assert tiers(populated) == before
+    assert report.applied is None
+    assert report.plan.moves.count == len(VOLS_A) + len(VOLS_B) - 1  # all but the one already Archive
+    assert set(meter.by_operation) == {"container-properties", "list"}
+
+
+def test_second_sweep_plans_nothing_and_sends_no_tier_change(populated, container, azurite_connection_string):
+    store, settings, meter = make(azurite_connection_string, RETIER_VOLUME_TIER="cool")
+    sweep_container(store, container, settings)
+    meter.reset()
+    again = sweep_container(store, container, settings)
+    assert again.plan.moves.count == 0 and again.applied.done.count == 0
+    assert meter.by_operation == {"container-properties": 1, "list": 1}
+    assert tiers(populated) == expected("Cool")
+
+
+def test_metadata_moves_only_when_asked(populated, container, azurite_connection_string):
+    store, settings, _ = make(azurite_connection_string, RETIER_METADATA_TIER="Cool")
+    sweep_container(store, container, settings)
+    want = expected("Cold")
+    want.update({m: "Cool" for m in META_A + META_B})
+    assert tiers(populated) == want
+
+
+def test_held_container_is_left_alone(populated, container, azurite_connection_string):
+    store, settings, _ = make(azurite_connection_string)
+    store.set_hold(container, "restore in progress")
+    before = tiers(populated)
+    report = sweep_container(store, container, settings)
+    assert report.held == "restore in progress" and report.plan is None
+    assert tiers(populated) == before
+    store.clear_hold(container)
+    assert store.get_hold(container) is None
+    assert sweep_container(store, container, settings).applied.done.count > 0
+
+
+def test_hold_stops_the_event_handler_too(populated, container, azurite_connection_string):
+    from retier.emulate import blob_created_event
+    from retier.service import IGNORED, RetierService
+
+    store, settings, _ = make(azurite_connection_string)
+    store.set_hold(container, "restore")
+    (manifest,) = [i for i in store.list_blobs(container, META_B[0])]
+    event = blob_created_event(account=store.account_name, container=container, item=manifest, url=store.blob_url(container, manifest.name))
+    before = tiers(populated)
+    outcome = RetierService(settings, store).handle_event(event)
+    assert outcome.status == IGNORED and "restore hold" in outcome.reason
+    assert tiers(populated) == before
+
+
+class DeletingStore(BlobStore):
+    """Real Azurite, with a blob deleted between the listing and its batch (a race a test must force)."""
+
+    victim: str = ""
+
+    def list_blobs(self, container, prefix=None):
+        for item in super().list_blobs(container, prefix):
+            yield item
+            if item.name == self.victim:
+                self._client.get_container_client(container).delete_blob(item.name)
+
+
+def test_blob_deleted_between_listing_and_batch_is_reported_not_fatal(populated, container, azurite_connection_string):
+    store = DeletingStore.from_connection(Connection(connection_string=azurite_connection_string))
+    store.victim = VOLS_A[4]
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}))
+    assert report.ok and report.applied.gone == 1
+    want = expected("Cold")
+    del want[VOLS_A[4]]
+    assert tiers(populated) == want
+
+
+def test_per_blob_failure_is_reported_with_its_reason_and_the_rest_done(populated, container, azurite_connection_string):
+    lease = populated.get_blob_client(VOLS_B[0]).acquire_lease()
+    try:
+        store, settings, _ = make(azurite_connection_string)
+        report = sweep_container(store, container, settings)
+    finally:
+        lease.release()
+    assert not report.ok and report.applied.failed == 1
+    (failure,) = report.failures
+    assert (failure["name"], failure["status"], failure["code"]) == (VOLS_B[0], 412, "LeaseIdMissing")
+    want = expected("Cold")
+    want[VOLS_B[0]] = "Hot"
+    assert tiers(populated) == want
+
+
+def test_per_type_prefixes_relist_sets_whose_volumes_sort_first(blob_service, container, azurite_connection_string):
+    client = blob_service.get_container_client(container)
+    vols = [f"a/duplicity-full.{T[0]}.vol{i}.difftar.gpg" for i in (1, 2)]
+    names = vols + [f"m/duplicity-full.{T[0]}.manifest.gpg", f"s/duplicity-full-signatures.{T[0]}.sigtar.gpg",
+                    f"a/duplicity-full.{T[1]}.vol1.difftar.gpg"]  # no manifest: unfinished
+    for name in names:
+        client.upload_blob(name, b"x")
+    store, settings, meter = make(azurite_connection_string, RETIER_FILE_PREFIX_ARCHIVE="a/", RETIER_FILE_PREFIX_MANIFEST="m/")
+    report = sweep_container(store, container, settings)
+    assert meter.by_operation["list"] == 2  # the container, then the one set whose volumes came first
+    assert tiers(client) == {n: ("Cold" if n in vols else "Hot") for n in names}
+    assert len(report.plan.unfinished) == 1
+
+
+def test_many_volumes_go_in_parallel_batches_of_at_most_256(blob_service, container, azurite_connection_string):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = blob_service.get_container_client(container)
+    vols = [f"duplicity-full.{T[0]}.vol{i}.difftar.gpg" for i in range(1, 601)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: client.upload_blob(n, b"x"), vols + [f"duplicity-full.{T[0]}.manifest.gpg"]))
+    store, settings, meter = make(azurite_connection_string, RETIER_VOLUME_TIER="Archive")
+    report = sweep_container(store, container, settings, workers=3)
+    assert report.applied.done.count == 600 and report.applied.batches == 3
+    assert meter.by_operation["batch"] == 3 and meter.billable == 1 + 1 + 3 + 600
+    assert {t for n, t in tiers(client).items() if n in vols} == {"Archive"}
+
+
+def _cli(*args, env):
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "retier", *args], capture_output=True, text=True, env=full, timeout=120)
+
+
+def test_cli_sweep_dry_run_json_then_apply(populated, container, azurite_connection_string):
+    env = {"RETIER_STORAGE": azurite_connection_string}
+    dry = _cli("sweep", "--container", container, "--dry-run", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    summary = json.loads(dry.stdout)
+    assert summary["dry_run"] and summary["containers"][0]["plan"]["move"]["blobs"] == len(VOLS_A) + len(VOLS_B) - 2
+    assert tiers(populated)[VOLS_B[0]] == "Hot"  # the dry run changed nothing
+    done = _cli("sweep", "--container", container, env=env)
+    assert done.returncode == 0 and "moved" in done.stdout and "unfinished set" in done.stdout
+    assert tiers(populated) == expected("Cold")
+
+
+def test_cli_sweep_exit_codes(populated, container, azurite_connection_string):
+    env = {"RETIER_STORAGE": azurite_connection_string}
+    assert _cli("sweep", env=env).returncode == 2  # no container named, none configured
+    lease = populated.get_blob_client(VOLS_B[0]).acquire_lease()
+    try:
+        failed = _cli("sweep", "--container", container, env=env)
+    finally:
+        lease.release()
+    assert failed.returncode == 1 and "LeaseIdMissing" in failed.stdout
+    missing = _cli("sweep", "--container", "no-such-container", env=env)
+    assert missing.returncode == 2 and "ContainerNotFound" in missing.stdout

@@ -63,6 +63,7 @@ def _assert_retiered(store, container, volume_tier):
     kinds = {name: names.parse(name).kind.value for name in tiers}
     assert set(kinds.values()) == {"volume", "manifest", "signatures"}, kinds
     assert sum(k == "volume" for k in kinds.values()) >= 4  # several volumes: --volsize 1 on ~3.6 MB
+    assert sum(k == "manifest" for k in kinds.values()) >= 2
     wrong = {n: t for n, t in tiers.items() if t != (volume_tier if kinds[n] == "volume" else "Hot")}
     assert wrong == {}
 
@@ -107,3 +108,31 @@ def test_archived_volumes_still_allow_incrementals_and_collection_status(backup_
     assert refused.returncode != 0
     assert "BlobArchived" in refused.stdout + refused.stderr
     assert not (tmp_path / "restored" / "data-0.bin").exists()
+
+
+def test_sweep_retiers_backups_made_before_deployment(azurite_connection_string, container, tmp_path):
+    # duplicity ran for a while with no retier deployed: no events were ever handled.
+    from retier.sweep import sweep_container
+
+    settings = load_settings({"RETIER_STORAGE": azurite_connection_string})
+    store = BlobStore.from_connection(settings.connection)
+    dup = Duplicity(azurite_connection_string, container, tmp_path / "cache")
+    source = make_sample_tree(tmp_path / "source")
+    dup.backup("full", source)
+    time.sleep(1.1)
+    change_sample_tree(source, 1)
+    dup.backup("incremental", source)
+    before = _tiers(store, container)
+    assert set(before.values()) == {"Hot"}
+
+    dry = sweep_container(store, container, settings, dry_run=True)
+    assert _tiers(store, container) == before
+    report = sweep_container(store, container, settings)
+    volumes = [n for n in before if names.parse(n).kind.value == "volume"]
+    assert dry.plan.moves.count == report.applied.done.count == len(volumes)
+    _assert_retiered(store, container, "Cold")
+    assert sweep_container(store, container, settings).plan.moves.count == 0
+
+    target = tmp_path / "restored"
+    dup.restore(target, archive_dir=tmp_path / "restore-cache")
+    assert _same_tree(source, target) == []

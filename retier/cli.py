@@ -175,6 +175,152 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in reports) else EXIT_RETRY
 
 
+def _restore_plan(args, service):
+    from retier.restore import parse_required_volumes, parse_time, plan_restore
+
+    at = parse_time(args.time) if args.time else None
+    volume_names = None
+    if getattr(args, "volumes_from", None):
+        try:
+            text = sys.stdin.read() if args.volumes_from == "-" else open(args.volumes_from, encoding="utf-8").read()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.volumes_from}: {exc.strerror}") from None
+        volume_names = parse_required_volumes(text)
+    return plan_restore(service.store, args.container, service.settings, at=at, volume_names=volume_names, prefix=args.prefix)
+
+
+def _money(value: float, currency: str) -> str:
+    return f"{value:,.2f} {currency}" if value >= 0.01 or value == 0 else f"<0.01 {currency}"
+
+
+def _print_plan(plan, prices) -> None:
+    out = sys.stdout.write
+    states = plan.by_state()
+    out(f"{plan.container}: restore as of {plan.at.strftime('%Y-%m-%d %H:%M:%S UTC')} from chain {plan.chain}\n")
+    out(f"  sets: {len(plan.sets)} ({plan.sets[0]} … {plan.sets[-1]})\n")
+    scope = "volumes duplicity listed for this partial restore" if plan.partial else "volumes"
+    out(f"  {len(plan.volumes)} {scope}, {_human_bytes(sum(v.size for v in plan.volumes))}: "
+        f"{len(states['online'])} online, {len(states['rehydrating'])} rehydrating, {len(states['archived'])} archived\n")
+    for v in plan.volumes:
+        out(f"    {v.name}  {_human_bytes(v.size)}  {v.tier}{' (' + v.archive_status + ')' if v.archive_status else ''}\n")
+    archived = states["archived"]
+    if not archived:
+        out("  nothing to rehydrate\n" if not states["rehydrating"] else "  rehydration under way: `retier status --wait`\n")
+        return
+    out(f"  to rehydrate: {len(archived)} volumes, {_human_bytes(sum(v.size for v in archived))}\n")
+    for priority in ("Standard", "High"):
+        e = plan.estimate(priority, prices)
+        out(f"  {priority:<8} ~{_money(e.total, e.currency)} (retrieval {_money(e.retrieval, e.currency)}, "
+            f"operations {_money(e.operations, e.currency)}, early deletion {_money(e.early_deletion, e.currency)}); "
+            f"{'up to' if priority == 'Standard' else 'about'} {e.hours:.0f} h\n")
+    out(f"  prices: {prices.get('region')} {prices.get('redundancy')}, as of {prices.get('as_of')} (override with RETIER_PRICES)\n")
+
+
+def cmd_restore_plan(args: argparse.Namespace) -> int:
+    from retier.costs import load_prices
+
+    service = _service()
+    prices = load_prices()
+    plan = _restore_plan(args, service)
+    if args.json:
+        _print_json(plan.to_dict(prices))
+    else:
+        _print_plan(plan, prices)
+    return EXIT_OK
+
+
+def cmd_rehydrate(args: argparse.Namespace) -> int:
+    from retier.costs import load_prices
+    from retier.restore import rehydrate
+
+    service = _service()
+    prices = load_prices()
+    plan = _restore_plan(args, service)
+    archived = plan.by_state()["archived"]
+    estimate = plan.estimate(args.priority, prices)
+    _print_plan(plan, prices)
+    if args.dry_run:
+        print(f"dry run: would hold {plan.container} and rehydrate {len(archived)} volumes to {args.to} "
+              f"({args.priority}), ~{_money(estimate.total, estimate.currency)}")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("rehydrating costs money: confirm with --yes when not at a terminal")
+        answer = input(f"Rehydrate {len(archived)} volumes ({_human_bytes(estimate.bytes)}) to {args.to} with {args.priority} "
+                       f"priority for ~{_money(estimate.total, estimate.currency)}? It cannot be cancelled. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing done")
+            return EXIT_OK
+    result = rehydrate(service.store, plan, to=args.to, priority=args.priority)
+    print(f"{plan.container}: on restore hold; {result.requested} volumes rehydrating to {args.to} ({args.priority}), "
+          f"{result.already_online} already online, {result.already_rehydrating} already rehydrating")
+    for f in result.failures:
+        print(f"  failed: {f['name']}: {f['outcome']} HTTP {f['status']} {f['code'] or ''}")
+    print(f"next: retier status --container {plan.container}{' --time ' + args.time if args.time else ''} --wait")
+    return EXIT_RETRY if result.failures else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from retier.restore import wait_until_online
+
+    service = _service()
+    plan = _restore_plan(args, service)
+    hold = service.store.get_hold(plan.container)
+    if args.wait:
+        show = sys.stderr.isatty() and not args.json
+
+        def on_poll(p):
+            st = p.by_state()
+            if show:
+                done = len(st["online"])
+                bar = "#" * int(30 * done / max(len(p.volumes), 1))
+                sys.stderr.write(f"\r[{bar:<30}] {done}/{len(p.volumes)} online, {len(st['rehydrating'])} rehydrating, "
+                                 f"{len(st['archived'])} archived; next check in {args.interval:.0f}s ")
+                sys.stderr.flush()
+
+        try:
+            plan = wait_until_online(service.store, plan, interval=args.interval, on_poll=on_poll)
+        except KeyboardInterrupt:
+            sys.stderr.write("\ninterrupted\n")
+        if show:
+            sys.stderr.write("\n")
+    states = plan.by_state()
+    counts = {k: len(v) for k, v in states.items()}
+    if args.json:
+        _print_json({"container": plan.container, "hold": hold, "counts": counts, "volumes": plan.to_dict()["volumes"]})
+    else:
+        print(f"{plan.container}: {counts['online']} online, {counts['rehydrating']} rehydrating, {counts['archived']} archived "
+              f"of {len(plan.volumes)} volumes needed; restore hold: {hold or 'none'}")
+        if counts["archived"] and not counts["rehydrating"]:
+            print("  some volumes are still archived and none is on its way: run `retier rehydrate` first")
+        elif not counts["archived"] and not counts["rehydrating"]:
+            print("  all online: run duplicity restore now, then `retier release`")
+    return EXIT_OK if not counts["rehydrating"] and not counts["archived"] else EXIT_RETRY
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from retier.costs import load_prices
+    from retier.restore import re_archive_charges
+    from retier.sweep import sweep_container
+
+    service = _service()
+    container = args.container
+    hold = service.store.get_hold(container)
+    if args.now:
+        count, charge = re_archive_charges(service.store, container, service.settings, load_prices())
+        if count:
+            print(f"warning: re-archiving now moves {count} volumes out of Cool/Cold before their minimum days: "
+                  f"an early-deletion charge of about {_money(charge, load_prices()['currency'])}")
+    service.store.clear_hold(container)
+    print(f"{container}: restore hold {'lifted (' + hold + ')' if hold else 'was not set'}")
+    if not args.now:
+        print("  the next event or the daily sweep re-tiers the volumes; `retier release --now` does it at once")
+        return EXIT_OK
+    report = sweep_container(service.store, container, service.settings)
+    _print_report(report)
+    return EXIT_OK if report.ok else EXIT_RETRY
+
+
 def cmd_emit_events(args: argparse.Namespace) -> int:
     from retier.emulate import events_for
 
@@ -251,6 +397,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_sweep)
 
+    def restore_args(p, volumes_from=True):
+        p.add_argument("--container", required=True)
+        p.add_argument("--time", help="restore as of this time, as duplicity's --time takes it (default: latest)")
+        p.add_argument("--prefix", default=None, help="the --file-prefix of the backup, when a container holds several")
+        if volumes_from:
+            p.add_argument("--volumes-from", metavar="FILE|-",
+                           help="output of `duplicity restore --dry-run …`: only the volumes it lists as required")
+
+    p = sub.add_parser(
+        "restore-plan",
+        help="which volumes a restore needs, what rehydrating them costs and how long it takes",
+        description="The backup chain duplicity restores from as of --time (default: latest), every volume it needs with "
+        "size and tier, the bytes still in Archive, and the estimated cost (retrieval, read operations, early deletion) "
+        "and time for Standard and High priority. Changes nothing.",
+        epilog="examples:\n  retier restore-plan --container backups\n"
+        "  duplicity restore --dry-run --path-to-restore docs/a.txt azure://backups /tmp/x > need.txt\n"
+        "  retier restore-plan --container backups --volumes-from need.txt --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    restore_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_restore_plan)
+
+    p = sub.add_parser(
+        "rehydrate",
+        help="put the container on restore hold and bring the planned volumes back online in place",
+        description="Puts the container on restore hold (so the event handler, sweep and timer leave it alone), then "
+        "changes the tier of the planned archived volumes in place (same names), batched. Shows the cost and asks "
+        "for confirmation unless --yes. Rehydration cannot be cancelled once requested.",
+        epilog="examples:\n  retier rehydrate --container backups --dry-run\n"
+        "  retier rehydrate --container backups --priority High --yes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    restore_args(p)
+    p.add_argument("--priority", choices=("Standard", "High"), default="Standard",
+                   help="Standard: up to 15 h; High: usually under 1 h, costs more (default Standard)")
+    p.add_argument("--to", choices=("Hot", "Cool", "Cold"), default="Hot",
+                   help="online tier to bring volumes to (default Hot: no read charge, no early deletion when re-archived)")
+    p.add_argument("--dry-run", action="store_true", help="show what would be done and what it costs")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_rehydrate)
+
+    p = sub.add_parser(
+        "status",
+        help="how many of the needed volumes are online, rehydrating, archived (exit 0 only when all online)",
+        description="Among the volumes the restore needs: how many are online, rehydrating, still archived. "
+        "Exit 0 only when all are online, 1 otherwise. --wait polls until they are.",
+        epilog="examples:\n  retier status --container backups\n  retier status --container backups --wait --interval 300",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    restore_args(p)
+    p.add_argument("--wait", action="store_true", help="poll until all are online (Ctrl-C to stop)")
+    p.add_argument("--interval", type=float, default=300.0, help="seconds between checks with --wait (default 300)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "release",
+        help="lift the restore hold; the next sweep re-archives (or --now)",
+        description="Lift the container's restore hold. The next event or the daily sweep moves the volumes back to "
+        "RETIER_VOLUME_TIER; --now sweeps at once and warns when that pays an early-deletion charge.",
+        epilog="examples:\n  retier release --container backups\n  retier release --container backups --now",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--container", required=True)
+    p.add_argument("--now", action="store_true", help="re-tier the container right away")
+    p.set_defaults(func=cmd_release)
+
     p = sub.add_parser(
         "emit-events",
         help="print the BlobCreated events Azure would send for a container's blobs (for Azurite, which sends none)",
@@ -267,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from retier.costs import PriceError
+    from retier.restore import RestoreError
     from retier.settings import SettingsError
     from retier.storage import StorageError
 
@@ -278,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (UsageError, SettingsError) as exc:
+    except (UsageError, SettingsError, RestoreError, PriceError) as exc:
         print(f"retier: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except StorageError as exc:

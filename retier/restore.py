@@ -1,0 +1,359 @@
+"""Restore out of Archive: which volumes duplicity needs, rehydrating them in place, and the hold."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from retier import costs, names
+from retier.names import DuplicityName, Kind
+from retier.settings import Settings
+from retier.storage import OK, BlobItem, BlobStore
+
+logger = logging.getLogger(__name__)
+
+ONLINE = ("Hot", "Cool", "Cold")
+
+
+class RestoreError(ValueError):
+    """The container or the request cannot give a restore plan (no chain, ambiguous prefix, bad time)."""
+
+
+# -- time ---------------------------------------------------------------------------------------
+_INTERVAL = re.compile(r"^(?:(\d+)([smhDWMY]))+$")
+_INTERVAL_PART = re.compile(r"(\d+)([smhDWMY])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365 * 86400}
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """A restore time as duplicity's --time takes it: "now", an ISO date or date-time, duplicity's
+    `20240101T020304Z`, epoch seconds, or an age such as `3D`, `2W`, `1h30m` (before now)."""
+    now = now or datetime.now(timezone.utc)
+    value = text.strip()
+    if value == "now":
+        return now
+    if _INTERVAL.match(value):
+        return now - timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in _INTERVAL_PART.findall(value)))
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value), timezone.utc)
+    for fmt in ("%Y%m%dT%H%M%SZ", "%Y/%m/%d"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RestoreError(
+            f"--time {text!r}: use now, an ISO date/time (2024-01-31 or 2024-01-31T12:00:00Z), "
+            "duplicity's 20240131T120000Z, epoch seconds, or an age such as 3D"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()  # a local time, as duplicity reads it
+    return parsed.astimezone(timezone.utc)
+
+
+def instant(text: str, short: bool) -> datetime:
+    """The time in a duplicity name: `20240101T020304Z`, or base-36 seconds in legacy short names."""
+    if short:
+        return datetime.fromtimestamp(int(text, 36), timezone.utc)
+    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+# -- chains -------------------------------------------------------------------------------------
+@dataclass
+class BackupSet:
+    manifest: DuplicityName
+
+    @property
+    def type(self) -> str:
+        return self.manifest.type
+
+    @property
+    def start(self) -> datetime:
+        m = self.manifest
+        return instant(m.time if m.type == "full" else m.start_time, m.short)
+
+    @property
+    def end(self) -> datetime:
+        m = self.manifest
+        return instant(m.time if m.type == "full" else m.end_time, m.short)
+
+    @property
+    def label(self) -> str:
+        return self.manifest.name.rsplit("manifest", 1)[0].rstrip(".") if not self.manifest.short else self.manifest.name
+
+
+@dataclass
+class Chain:
+    full: BackupSet
+    incs: list[BackupSet] = field(default_factory=list)
+
+    @property
+    def start(self) -> datetime:
+        return self.full.start
+
+    @property
+    def end(self) -> datetime:
+        return self.incs[-1].end if self.incs else self.full.end
+
+    def add_inc(self, inc: BackupSet) -> bool:
+        # duplicity's BackupChain.add_inc: it must start where the chain ends, or replace the
+        # last incremental with the same start and a later end.
+        if inc.start == self.end:
+            self.incs.append(inc)
+            return True
+        if self.incs and inc.start == self.incs[-1].start and inc.end > self.incs[-1].end:
+            self.incs[-1] = inc
+            return True
+        return False
+
+    def sets_at(self, at: datetime) -> list[BackupSet]:
+        return [self.full] + [s for s in self.incs if s.end <= at]
+
+
+def build_chains(manifests: Iterable[DuplicityName]) -> list[Chain]:
+    """duplicity's chains from complete sets (a set is complete when its manifest exists)."""
+    sets = sorted((BackupSet(m) for m in manifests), key=lambda s: (s.end, s.type != "full"))
+    chains: list[Chain] = []
+    for s in sets:
+        if s.type == "full":
+            chains.append(Chain(s))
+            continue
+        if not any(chain.add_inc(s) for chain in chains):
+            logger.info("orphaned incremental %s ignored, as duplicity does", s.label)
+    return chains
+
+
+def chain_at(chains: list[Chain], at: datetime) -> Chain:
+    """duplicity's get_backup_chain_at_time: covering chain, else the latest older one, else the first."""
+    if not chains:
+        raise RestoreError("no complete backup chain in this container (no full backup with a manifest)")
+    covering = [c for c in chains if c.start <= at <= c.end]
+    if len(covering) == 1:
+        return covering[0]
+    if len(covering) > 1:
+        raise RestoreError("two backup chains cover that time")
+    older = [c for c in chains if c.end < at]
+    return older[-1] if older else chains[0]
+
+
+# -- plan ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    size: int
+    tier: str | None
+    archive_status: str | None
+    archived_since: datetime | None
+
+    @property
+    def state(self) -> str:
+        if self.archive_status:
+            return "rehydrating"
+        if self.tier == "Archive":
+            return "archived"
+        return "online"
+
+    @classmethod
+    def from_item(cls, item: BlobItem) -> "Volume":
+        return cls(item.name, item.size, item.tier, item.archive_status, item.tier_change_time or item.creation_time or item.last_modified)
+
+
+@dataclass
+class RestorePlan:
+    container: str
+    at: datetime
+    chain: str
+    sets: list[str]
+    volumes: list[Volume]
+    partial: bool = False  # True when limited to the volumes duplicity listed for a partial restore
+    listing_prefixes: list[str] = field(default_factory=list)  # one per set: re-read tiers cheaply
+
+    def by_state(self) -> dict[str, list[Volume]]:
+        out: dict[str, list[Volume]] = {"online": [], "rehydrating": [], "archived": []}
+        for v in self.volumes:
+            out[v.state].append(v)
+        return out
+
+    def estimate(self, priority: str, prices: dict, now: datetime | None = None) -> costs.RehydrationEstimate:
+        archived = [(v.size, v.archived_since) for v in self.by_state()["archived"]]
+        return costs.rehydration_estimate(archived, priority, now or datetime.now(timezone.utc), prices)
+
+    def to_dict(self, prices: dict | None = None) -> dict:
+        states = self.by_state()
+        out = {
+            "container": self.container,
+            "time": self.at.isoformat(),
+            "chain": self.chain,
+            "sets": self.sets,
+            "partial": self.partial,
+            "volumes": [
+                {"name": v.name, "bytes": v.size, "tier": v.tier, "archive_status": v.archive_status, "state": v.state}
+                for v in self.volumes
+            ],
+            "counts": {state: len(vs) for state, vs in states.items()},
+            "bytes_to_rehydrate": sum(v.size for v in states["archived"]),
+        }
+        if prices is not None:
+            out["estimates"] = {p: self.estimate(p, prices).to_dict() for p in ("Standard", "High")}
+            out["prices"] = {"as_of": prices.get("as_of"), "region": prices.get("region"), "source": prices.get("source")}
+        return out
+
+
+def parse_required_volumes(text: str) -> list[str]:
+    """The volume names under "Required volumes to restore:" in `duplicity restore --dry-run` output."""
+    found, inside = [], False
+    for line in text.splitlines():
+        if "Required volumes to restore" in line:
+            inside = True
+            continue
+        if inside:
+            candidate = line.strip()
+            if line[:1] in ("\t", " ") and candidate and names.parse(candidate).kind is Kind.VOLUME:
+                found.append(candidate)
+            elif candidate:
+                inside = False
+    if not found:
+        raise RestoreError('no "Required volumes to restore:" list found: give the output of `duplicity restore --dry-run …`')
+    return found
+
+
+def plan_restore(
+    store: BlobStore,
+    container: str,
+    settings: Settings,
+    *,
+    at: datetime | None = None,
+    volume_names: list[str] | None = None,
+    prefix: str | None = None,
+) -> RestorePlan:
+    """The chain duplicity restores from as of `at` (default: latest), and every volume it needs."""
+    at = at or datetime.now(timezone.utc)
+    mapping = {"archive_prefix": settings.file_prefix_archive, "manifest_prefix": settings.file_prefix_manifest}
+    manifests: dict[str, list[DuplicityName]] = {}
+    for item in store.list_blobs(container, prefix or None):
+        name = names.parse(item.name)
+        if name.kind is Kind.MANIFEST and not name.par2:
+            manifests.setdefault(name.prefix, []).append(name)
+    if prefix is not None:
+        manifests = {p: m for p, m in manifests.items() if p == prefix}
+    if not manifests:
+        raise RestoreError(f"no duplicity manifests in container {container!r}" + (f" under prefix {prefix!r}" if prefix else ""))
+    if len(manifests) > 1:
+        found = ", ".join(repr(p) for p in sorted(manifests))
+        raise RestoreError(f"container {container!r} holds backups under several prefixes ({found}): choose one with --prefix")
+    (group,) = manifests.values()
+    chain = chain_at(build_chains(group), at)
+    sets = chain.sets_at(at)
+    volumes: list[Volume] = []
+    listing_prefixes = [names.volume_listing_prefix(s.manifest, **mapping) for s in sets]
+    for s, listing_prefix in zip(sets, listing_prefixes):
+        for item in store.list_blobs(container, listing_prefix):
+            v = names.parse(item.name)
+            if v.kind is Kind.VOLUME and not v.par2 and v.set_id == s.manifest.set_id and \
+                    names.manifest_listing_prefix(v, **mapping) == names.manifest_listing_prefix(s.manifest, **mapping):
+                volumes.append(Volume.from_item(item))
+    partial = False
+    if volume_names is not None:
+        wanted = set(volume_names)
+        missing = wanted - {v.name for v in volumes}
+        if missing:
+            raise RestoreError(f"{len(missing)} listed volume(s) are not in that chain, e.g. {sorted(missing)[0]!r}: "
+                               "use the same --time for duplicity and retier")
+        volumes = [v for v in volumes if v.name in wanted]
+        partial = True
+    label = f"{chain.full.label} .. {sets[-1].label}"
+    return RestorePlan(container, at, label, [s.label for s in sets], volumes, partial, listing_prefixes)
+
+
+# -- rehydrate / status / release -----------------------------------------------------------------
+def hold_note(to: str, priority: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"restore since {now.strftime('%Y-%m-%dT%H:%M:%SZ')} to {to} priority {priority}"
+
+
+@dataclass
+class RehydrateResult:
+    requested: int = 0
+    already_online: int = 0
+    already_rehydrating: int = 0
+    failures: list[dict] = field(default_factory=list)
+
+
+def rehydrate(store: BlobStore, plan: RestorePlan, *, to: str = "Hot", priority: str = "Standard") -> RehydrateResult:
+    """Hold the container first, then Set Blob Tier in place (batched) on the archived volumes."""
+    store.set_hold(plan.container, hold_note(to, priority))
+    states = plan.by_state()
+    result = RehydrateResult(already_online=len(states["online"]), already_rehydrating=len(states["rehydrating"]))
+    archived = [v.name for v in states["archived"]]
+    for r in store.set_tier(plan.container, archived, to, rehydrate_priority=priority) if archived else []:
+        if r.outcome == OK:
+            result.requested += 1
+        else:
+            result.failures.append({"name": r.name, "outcome": r.outcome, "status": r.status, "code": r.code})
+    logger.info("rehydrate %s: %d requested to %s (%s), %d already online, %d already rehydrating, %d failed",
+                plan.container, result.requested, to, priority, result.already_online, result.already_rehydrating,
+                len(result.failures))
+    return result
+
+
+def refresh(store: BlobStore, plan: RestorePlan) -> RestorePlan:
+    """The same volumes with their current tiers (one listing per set)."""
+    wanted = {v.name for v in plan.volumes}
+    current: dict[str, Volume] = {}
+    for prefix in plan.listing_prefixes:
+        for item in store.list_blobs(plan.container, prefix):
+            if item.name in wanted:
+                current[item.name] = Volume.from_item(item)
+    volumes = [current.get(v.name, v) for v in plan.volumes]
+    return RestorePlan(plan.container, plan.at, plan.chain, plan.sets, volumes, plan.partial, plan.listing_prefixes)
+
+
+def wait_until_online(
+    store: BlobStore,
+    plan: RestorePlan,
+    *,
+    interval: float,
+    on_poll: Callable[[RestorePlan], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_polls: int | None = None,
+) -> RestorePlan:
+    """Poll until every volume is online; returns the last state seen."""
+    polls = 0
+    while True:
+        plan = refresh(store, plan)
+        polls += 1
+        if on_poll:
+            on_poll(plan)
+        states = plan.by_state()
+        if not states["rehydrating"] and not states["archived"]:
+            return plan
+        if states["archived"] and not states["rehydrating"]:
+            return plan  # nothing is on its way: waiting would never end
+        if max_polls is not None and polls >= max_polls:
+            return plan
+        sleep(interval)
+
+
+def re_archive_charges(store: BlobStore, container: str, settings: Settings, prices: dict, now: datetime | None = None) -> tuple[int, float]:
+    """Volumes a sweep would move now out of Cool/Cold before their minimum days, and the charge."""
+    from retier import policy
+
+    now = now or datetime.now(timezone.utc)
+    count, charge = 0, 0.0
+    for item in store.list_blobs(container):
+        name = names.parse(item.name)
+        if name.kind is not Kind.VOLUME or item.tier not in ("Cool", "Cold"):
+            continue
+        if policy.decide(name, item.tier, item.archive_status, settings.policy).move:
+            since = item.tier_change_time or item.creation_time
+            fee = costs.early_deletion(item.size, item.tier, since, now, prices)
+            if fee > 0:
+                count += 1
+                charge += fee
+    return count, charge

@@ -136,3 +136,65 @@ def test_sweep_retiers_backups_made_before_deployment(azurite_connection_string,
     target = tmp_path / "restored"
     dup.restore(target, archive_dir=tmp_path / "restore-cache")
     assert _same_tree(source, target) == []
+
+
+def _retier(*args, conn, stdin=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
+    env.update({"RETIER_STORAGE": conn, "RETIER_VOLUME_TIER": "Archive"})
+    return subprocess.run([sys.executable, "-m", "retier", *args], capture_output=True, text=True, env=env, timeout=300, input=stdin)
+
+
+def test_restore_runbook_out_of_archive(backup_run, container, tmp_path, azurite_connection_string):
+    import json
+
+    from retier.restore import parse_required_volumes
+
+    store, service, dup, source, seen, outcomes = backup_run("Archive", container, live=True)
+    _assert_retiered(store, container, "Archive")
+    refused = dup.restore(tmp_path / "first-try", check=False)
+    assert refused.returncode != 0 and "BlobArchived" in refused.stdout + refused.stderr
+
+    # the plan names exactly the volumes duplicity says it needs
+    dry = dup.restore(tmp_path / "dry", "--dry-run")
+    required = parse_required_volumes(dry.stdout)
+    plan = json.loads(_retier("restore-plan", "--container", container, "--json", conn=azurite_connection_string).stdout)
+    assert sorted(v["name"] for v in plan["volumes"]) == sorted(required)
+    assert plan["counts"]["archived"] == len(required) and plan["bytes_to_rehydrate"] > 0
+
+    assert _retier("rehydrate", "--container", container, "--yes", conn=azurite_connection_string).returncode == 0
+    assert _retier("status", "--container", container, "--wait", "--interval", "1", conn=azurite_connection_string).returncode == 0
+
+    target = tmp_path / "restored"
+    dup.restore(target, archive_dir=tmp_path / "restore-cache")
+    assert _same_tree(source, target) == []
+
+    assert _retier("release", "--container", container, "--now", conn=azurite_connection_string).returncode == 0
+    _assert_retiered(store, container, "Archive")
+    assert store.get_hold(container) is None
+
+
+def test_single_file_restore_rehydrates_only_the_volumes_that_hold_it(backup_run, container, tmp_path, azurite_connection_string):
+    store, service, dup, source, seen, outcomes = backup_run("Archive", container, live=False)
+    wanted = "docs/notes.txt"
+    dry = dup.restore(tmp_path / "dry.txt", "--dry-run", "--path-to-restore", wanted)
+    need = tmp_path / "need.txt"
+    need.write_text(dry.stdout)
+    volumes = [n for n in _tiers(store, container) if names.parse(n).kind.value == "volume"]
+
+    done = _retier("rehydrate", "--container", container, "--volumes-from", str(need), "--yes", conn=azurite_connection_string)
+    assert done.returncode == 0, done.stdout + done.stderr
+    online = {n for n, t in _tiers(store, container).items() if n in volumes and t != "Archive"}
+    from retier.restore import parse_required_volumes
+
+    assert online == set(parse_required_volumes(dry.stdout)) and len(online) < len(volumes)
+
+    restored = tmp_path / "notes.txt"
+    dup.restore(restored, "--path-to-restore", wanted)
+    assert restored.read_bytes() == (source / wanted).read_bytes()
+
+    assert _retier("release", "--container", container, "--now", conn=azurite_connection_string).returncode == 0
+    _assert_retiered(store, container, "Archive")

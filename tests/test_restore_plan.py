@@ -1,0 +1,177 @@
+"""Restore planning without storage: times, chains as duplicity builds them, dry-run parsing, costs."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from retier import costs, names
+from retier.restore import RestoreError, build_chains, chain_at, parse_required_volumes, parse_time
+
+NOW = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("now", NOW),
+        ("3D", NOW - timedelta(days=3)),
+        ("1h30m", NOW - timedelta(hours=1, minutes=30)),
+        ("20240101T020304Z", datetime(2024, 1, 1, 2, 3, 4, tzinfo=timezone.utc)),
+        ("2024-01-31T12:00:00Z", datetime(2024, 1, 31, 12, tzinfo=timezone.utc)),
+        ("2024-01-31T12:00:00+02:00", datetime(2024, 1, 31, 10, tzinfo=timezone.utc)),
+        ("2024/01/31", datetime(2024, 1, 31, tzinfo=timezone.utc)),
+        ("1704067200", datetime(2024, 1, 1, tzinfo=timezone.utc)),
+    ],
+)
+def test_restore_times_are_read_as_duplicity_reads_them(text, expected):
+    assert parse_time(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "3 days", "2024-13-01", ""])
+def test_bad_restore_time_is_a_clear_error(text):
+    with pytest.raises(RestoreError, match="--time"):
+        parse_time(text, NOW)
+
+
+def M(name):
+    return names.parse(name)
+
+
+T = ["20240101T000000Z", "20240102T000000Z", "20240103T000000Z", "20240110T000000Z", "20240111T000000Z"]
+CHAIN_1 = [M(f"duplicity-full.{T[0]}.manifest.gpg"), M(f"duplicity-inc.{T[0]}.to.{T[1]}.manifest.gpg"),
+           M(f"duplicity-inc.{T[1]}.to.{T[2]}.manifest.gpg")]
+CHAIN_2 = [M(f"duplicity-full.{T[3]}.manifest.gpg"), M(f"duplicity-inc.{T[3]}.to.{T[4]}.manifest.gpg")]
+ORPHAN = M(f"duplicity-inc.{T[2]}.to.20240104T000000Z.manifest.gpg".replace(T[2], "20240103T120000Z"))
+
+
+def at(text):
+    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def test_chains_link_incrementals_to_their_full_and_ignore_orphans():
+    chains = build_chains(list(reversed(CHAIN_1 + CHAIN_2 + [ORPHAN])))
+    assert [len(c.incs) for c in chains] == [2, 1]
+    assert chains[0].end == at(T[2]) and chains[1].start == at(T[3])
+
+
+def test_latest_restore_uses_the_newest_chain_and_all_its_incrementals():
+    chain = chain_at(build_chains(CHAIN_1 + CHAIN_2), NOW)
+    assert [s.manifest.name for s in chain.sets_at(NOW)] == [m.name for m in CHAIN_2]
+
+
+def test_restore_as_of_a_time_stops_at_the_last_incremental_before_it():
+    chain = chain_at(build_chains(CHAIN_1 + CHAIN_2), at("20240102T120000Z"))
+    assert [s.manifest.name for s in chain.sets_at(at("20240102T120000Z"))] == [m.name for m in CHAIN_1[:2]]
+
+
+def test_time_between_chains_uses_the_older_chain_and_before_all_the_first():
+    chains = build_chains(CHAIN_1 + CHAIN_2)
+    assert chain_at(chains, at("20240105T000000Z")).full.manifest.name == CHAIN_1[0].name
+    assert chain_at(chains, at("20230101T000000Z")).full.manifest.name == CHAIN_1[0].name
+
+
+def test_no_full_backup_is_a_clear_error():
+    with pytest.raises(RestoreError, match="no complete backup chain"):
+        chain_at(build_chains(CHAIN_1[1:]), NOW)
+
+
+DRY_RUN_OUTPUT = """Local and Remote metadata are synchronized, no sync needed.
+Last full backup date: Thu Nov 26 03:20:38 2026
+Required volumes to restore:
+\tduplicity-full.20261126T032038Z.vol4.difftar.gpg
+\tduplicity-inc.20261126T032038Z.to.20261126T032041Z.vol1.difftar.gpg
+Duplicity backup complete.
+"""
+
+
+def test_required_volumes_are_read_from_duplicity_dry_run_output():
+    assert parse_required_volumes(DRY_RUN_OUTPUT) == [
+        "duplicity-full.20261126T032038Z.vol4.difftar.gpg",
+        "duplicity-inc.20261126T032038Z.to.20261126T032041Z.vol1.difftar.gpg",
+    ]
+
+
+def test_output_without_a_required_volumes_list_is_refused():
+    with pytest.raises(RestoreError, match="Required volumes"):
+        parse_required_volumes("Duplicity backup complete.\n")
+
+
+def test_rehydration_estimate_counts_retrieval_operations_and_early_deletion():
+    prices = costs.load_prices({})
+    gb = costs.GB
+    archived = [(10 * gb, NOW - timedelta(days=90)), (10 * gb, NOW - timedelta(days=200))]
+    e = costs.rehydration_estimate(archived, "Standard", NOW, prices)
+    assert e.retrieval == pytest.approx(20 * prices["retrieval_per_gb"]["Archive"])
+    assert e.operations == pytest.approx(2 / 10_000 * prices["read_per_10k"]["Archive"])
+    # only the blob archived 90 days ago pays: (180 - 90) / 30 months of Archive storage
+    assert e.early_deletion == pytest.approx(3 * prices["storage_per_gb_month"]["Archive"] * 10)
+    assert e.hours == prices["rehydrate_hours"]["Standard"]
+    high = costs.rehydration_estimate(archived, "High", NOW, prices)
+    assert high.total > e.total
+    assert high.hours == pytest.approx(20 * gb / costs.GIB / prices["high_priority_gib_per_hour"])
+
+
+def test_prices_can_be_overridden_from_a_file(tmp_path):
+    path = tmp_path / "prices.json"
+    path.write_text('{"region": "West Europe", "retrieval_per_gb": {"Archive": 0.05}}')
+    prices = costs.load_prices({"RETIER_PRICES": str(path)})
+    assert prices["region"] == "West Europe" and prices["retrieval_per_gb"]["Archive"] == 0.05
+    assert prices["retrieval_per_gb"]["Cold"] == costs.DEFAULT_PRICES["retrieval_per_gb"]["Cold"]
+    with pytest.raises(costs.PriceError, match="RETIER_PRICES"):
+        costs.load_prices({"RETIER_PRICES": str(tmp_path / "missing.json")})
+
+
+# -- differential: the chain and sets duplicity itself would restore from ------------------------
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def duplicity_collections(tmp_path_factory):
+    from duplicity import config, dup_collections, file_naming, log, path
+
+    log.setup()
+    saved = getattr(config, "archive_dir_path", None)
+    config.archive_dir_path = path.Path(str(tmp_path_factory.mktemp("dup-archive")))
+    file_naming.prepare_regex(force=True)
+    yield dup_collections
+    config.archive_dir_path = saved
+
+
+def _name(kind, times):
+    stamp = [datetime.fromtimestamp(t, timezone.utc).strftime("%Y%m%dT%H%M%SZ") for t in times]
+    if kind == "full":
+        return f"duplicity-full.{stamp[0]}.manifest.gpg"
+    return f"duplicity-inc.{stamp[0]}.to.{stamp[1]}.manifest.gpg"
+
+
+@st.composite
+def backup_histories(draw):
+    """Realistic histories: chains of full + incrementals, sometimes an orphan or a re-run incremental."""
+    t = 1_700_000_000
+    manifests = []
+    for _ in range(draw(st.integers(1, 3))):
+        t += draw(st.integers(1, 5)) * 86400
+        manifests.append(("full", (t,)))
+        for _ in range(draw(st.integers(0, 4))):
+            step = draw(st.integers(1, 3)) * 86400
+            if draw(st.integers(0, 9)) == 0:  # orphan: starts where nothing ends
+                manifests.append(("inc", (t + draw(st.sampled_from([-3600, 3600])), t + step)))
+            else:
+                manifests.append(("inc", (t, t + step)))
+            t += step
+    query = draw(st.integers(1_700_000_000 - 86400, t + 86400))
+    return manifests, query
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(history=backup_histories())
+def test_restore_sets_match_duplicitys_own_choice(duplicity_collections, history):
+    manifests, query = history
+    files = [_name(kind, times) for kind, times in manifests]
+    cs = duplicity_collections.CollectionsStatus(None, None, "restore")
+    chains, _, _, _ = cs.get_backup_chains([f.encode() for f in files])
+    cs.all_backup_chains = cs.get_sorted_chains(chains)
+    theirs = [s.remote_manifest_name.decode() for s in cs.get_backup_chain_at_time(query).get_sets_at_time(query)]
+    at = datetime.fromtimestamp(query, timezone.utc)
+    ours = [s.manifest.name for s in chain_at(build_chains([names.parse(f) for f in files]), at).sets_at(at)]
+    assert ours == theirs

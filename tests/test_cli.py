@@ -45,7 +45,7 @@ def test_no_command_or_bad_arguments_exit_2():
 
 
 def test_every_command_has_an_example_in_its_help():
-    for command in ("classify", "handle-event", "emit-events"):
+    for command in ("classify", "handle-event", "emit-events", "sweep", "restore-plan", "rehydrate", "status", "release"):
         proc = retier(command, "--help")
         assert proc.returncode == 0 and "example" in proc.stdout
 

@@ -252,7 +252,7 @@ def plan_restore(
     sets = chain.sets_at(at)
     volumes: list[Volume] = []
     listing_prefixes = [names.volume_listing_prefix(s.manifest, **mapping) for s in sets]
-    for s, listing_prefix in zip(sets, listing_prefixes):
+    for s, listing_prefix in zip(sets, listing_prefixes, strict=True):
         for item in store.list_blobs(container, listing_prefix):
             v = names.parse(item.name)
             if v.kind is Kind.VOLUME and not v.par2 and v.set_id == s.manifest.set_id and \

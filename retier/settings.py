@@ -141,7 +141,7 @@ def _connection(env: Mapping[str, str], *, allow_duplicity_env: bool) -> Connect
         result = Connection(connection_string=env[DUPLICITY_CONNECTION_STRING].strip(), source=DUPLICITY_CONNECTION_STRING)
     else:
         return None
-    result.account_name  # validate now, not at the first event
+    _ = result.account_name  # validate now, not at the first event
     return result
 
 

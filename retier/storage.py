@@ -225,7 +225,7 @@ class BlobStore:
                 raise StorageError(
                     f"batch answered {len(parts)} sub-responses for {len(chunk)} blobs", transient=True
                 )
-            for name, part in zip(chunk, parts):
+            for name, part in zip(chunk, parts, strict=True):
                 code = part.headers.get("x-ms-error-code")
                 results.append(TierResult(name, tier, classify(part.status_code, code), part.status_code, code))
         return results

@@ -713,7 +713,7 @@ def test_listing_prefixes_of_the_documented_examples():
     ("", "cold/", f"h/duplicity-full.{T1}.manifest.gpg", f"h/cold/duplicity-full.{T1}.vol"),  # appended
     ("hot/", "", f"h/hot/duplicity-full.{T1}.manifest.gpg", f"h/duplicity-full.{T1}.vol"),  # removed
     ("hot/", "cold/", f"h/duplicity-full.{T1}.manifest.gpg", f"h/duplicity-full.{T1}.vol"),  # kept: no "hot/"
-    ("m-", "a-", f"m-di.abc.abd.m", "a-di.abc.abd."),
+    ("m-", "a-", "m-di.abc.abd.m", "a-di.abc.abd."),
 ])
 def test_per_type_prefixes_are_mapped_between_manifest_and_volumes(
     manifest_prefix, archive_prefix, manifest_name, volume_listing

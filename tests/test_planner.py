@@ -56,7 +56,7 @@ def test_volumes_listed_before_their_manifest_are_relisted_not_lost():
 
 def test_relisted_set_ignores_other_sets_under_the_same_listing_prefix():
     planner = Planner("c", Policy())
-    planner.feed(item(f"df.abc.m"))
+    planner.feed(item("df.abc.m"))
     key = next(iter(planner._sets))
     assert planner.feed_relisted(key, item("df.abc.1.dt")).name == "df.abc.1.dt"
     assert planner.feed_relisted(key, item("df.abcd.1.dt")) is None

@@ -48,8 +48,9 @@ start_azurite() {
     local port data
     port="$(free_port)"
     data="$(mktemp -d "${TMPDIR:-/tmp}/retier-azurite.XXXXXX")"
-    "$AZURITE_BIN" --blobHost 127.0.0.1 --blobPort "$port" --location "$data" \
-        --skipApiVersionCheck --disableTelemetry --silent >"$data/azurite.log" 2>&1 &
+    # In memory: nothing to clean up, and no periodic dump of the whole metadata store to disk.
+    "$AZURITE_BIN" --blobHost 127.0.0.1 --blobPort "$port" \
+        --inMemoryPersistence --skipApiVersionCheck --disableTelemetry --silent >"$data/azurite.log" 2>&1 &
     AZURITE_PID=$!
     AZURITE_DATA="$data"
     export AZURITE_PID AZURITE_DATA

@@ -46,10 +46,9 @@ def azurite_connection_string():
             pytrace=False,
         )
     port = _free_port()
-    data = tempfile.mkdtemp(prefix="retier-azurite-")
     proc = subprocess.Popen(
-        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", data,
-         "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port),
+         "--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 15
@@ -65,7 +64,6 @@ def azurite_connection_string():
     yield connection_string(port)
     proc.terminate()
     proc.wait(timeout=10)
-    shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

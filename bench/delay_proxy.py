@@ -126,7 +126,7 @@ class DelayProxy:
         self._loop.close()
         self._loop = None
 
-    def __enter__(self) -> "DelayProxy":
+    def __enter__(self) -> DelayProxy:
         self.start()
         return self
 
@@ -159,7 +159,7 @@ class DelayProxy:
             requests = asyncio.create_task(self._requests(client_reader, upstream_writer))
             responses = asyncio.create_task(self._responses(upstream_reader, client_writer))
             # Either side closing ends the connection (HTTP clients do not half-close).
-            done, pending = await asyncio.wait({requests, responses}, return_when=asyncio.FIRST_COMPLETED)
+            _done, pending = await asyncio.wait({requests, responses}, return_when=asyncio.FIRST_COMPLETED)
             for other in pending:
                 other.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -217,7 +217,7 @@ class Applied:
 class BatchApplier:
     """Sends moves in batches of up to 256 with `workers` batches in flight; bounded memory."""
 
-    def __init__(self, store: BlobStore, container: str, *, workers: int = DEFAULT_WORKERS, on_progress: Callable[[Applied], None] | None = None):
+    def __init__(self, store: BlobStore, container: str, *, workers: int = DEFAULT_WORKERS):
         self.store = store
         self.container = container
         self.applied = Applied()
@@ -226,7 +226,6 @@ class BatchApplier:
         self._slots = threading.BoundedSemaphore(max(1, workers) * 2)  # back-pressure on the listing
         self._lock = threading.Lock()
         self._futures: set[Future] = set()
-        self._on_progress = on_progress
 
     def add(self, move: Move) -> None:
         chunk = self._pending[move.target]
@@ -236,7 +235,11 @@ class BatchApplier:
 
     def _submit(self, chunk: list[Move]) -> None:
         self._slots.acquire()
-        future = self._pool.submit(self._send, chunk)
+        try:
+            future = self._pool.submit(self._send, chunk)
+        except BaseException:
+            self._slots.release()
+            raise
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
 
@@ -265,8 +268,6 @@ class BatchApplier:
                         self.applied.skipped += 1
                     else:
                         self._failure(r.name, r.outcome, r.status, r.code, None)
-            if self._on_progress:
-                self._on_progress(self.applied)
         finally:
             self._slots.release()
 
@@ -280,9 +281,14 @@ class BatchApplier:
         if len(self.applied.failures) < MAX_FAILURE_DETAILS:
             self.applied.failures.append({"name": name, "outcome": outcome, "status": status, "code": code, "error": message})
 
-    def close(self) -> Applied:
+    def close(self, tick: Callable[[], None] | None = None) -> Applied:
+        """Send what is left and wait for every batch; `tick` runs on this thread while waiting."""
         for target in list(self._pending):
             self._submit(self._pending.pop(target))
+        while self._futures:
+            wait(list(self._futures), timeout=0.25)
+            if tick:
+                tick()
         self._pool.shutdown(wait=True)
         return self.applied
 
@@ -337,16 +343,16 @@ def sweep_container(
             return report
         planner = Planner(container, settings.policy, archive_prefix=settings.file_prefix_archive,
                           manifest_prefix=settings.file_prefix_manifest)
-        applier = None if dry_run else BatchApplier(
-            store, container, workers=workers, on_progress=(lambda a: progress(planner.plan, a)) if progress else None
-        )
+        applier = None if dry_run else BatchApplier(store, container, workers=workers)
+        # Progress is reported from this thread only: the plan is not shared with the workers.
+        tick = (lambda: progress(planner.plan, applier and applier.applied)) if progress else None
         try:
-            _drain(planner.feed, store.list_blobs(container), applier, progress and (lambda: progress(planner.plan, applier and applier.applied)))
+            _drain(planner.feed, store.list_blobs(container), applier, tick)
             for key, prefix in planner.sets_to_relist():
-                _drain(lambda item, key=key: planner.feed_relisted(key, item), store.list_blobs(container, prefix), applier, None)
+                _drain(lambda item, key=key: planner.feed_relisted(key, item), store.list_blobs(container, prefix), applier, tick)
         finally:
             if applier:
-                report.applied = applier.close()
+                report.applied = applier.close(tick)
         report.plan = planner.finish()
     except StorageError as exc:
         report.error, report.transient = str(exc), exc.transient

@@ -341,27 +341,37 @@ settings come from the environment (the same RETIER_* names the Function app use
   RETIER_CONTAINERS           comma-separated allow-list of containers (unset: any)
   RETIER_FILE_PREFIX_ARCHIVE / RETIER_FILE_PREFIX_MANIFEST
                               duplicity's --file-prefix-archive / --file-prefix-manifest, if used
+  RETIER_PRICES               a JSON file of your region's prices, for restore-plan's estimates
+
+first time with existing backups:  retier sweep --container backups --dry-run
+restoring out of Archive:          retier restore-plan --container backups
 """
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """Subcommand parsers keep their examples' line breaks."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _CommandParser(
         prog="retier",
         description="Move duplicity's backup volumes in Azure Blob Storage to Cold or Archive, "
         "keeping manifests and signatures online.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"retier {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each decision on stderr")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     p = sub.add_parser(
         "classify",
         help="say what duplicity object each blob name is (JSON lines)",
         description="Print one JSON object per name: kind (volume, manifest, signatures, jsonstat, unknown), type (full/inc), times, volume, prefix.",
         epilog="example:\n  retier classify duplicity-full.20240101T020304Z.vol1.difftar.gpg",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(func=cmd_classify)
@@ -374,7 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0 when every event was handled or deliberately ignored, 1 when any failed in a way a retry could fix, "
         "2 for bad usage or input.",
         epilog="examples:\n  retier handle-event event.json\n  retier emit-events --container backups | retier handle-event -",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="event file, or - for standard input (default)")
     p.set_defaults(func=cmd_handle_event)
@@ -388,7 +397,6 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0 when all is done, 1 when some blobs failed (listed at the end), 2 for bad usage.",
         epilog="examples:\n  retier sweep --container backups --dry-run      # see the plan first; changes nothing\n"
         "  retier sweep --container backups\n  retier sweep --container a --container b --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--container", action="append", help="a container to sweep (repeatable; default: RETIER_CONTAINERS)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
@@ -414,7 +422,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  retier restore-plan --container backups\n"
         "  duplicity restore --dry-run --path-to-restore docs/a.txt azure://backups /tmp/x > need.txt\n"
         "  retier restore-plan --container backups --volumes-from need.txt --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     restore_args(p)
     p.add_argument("--json", action="store_true")
@@ -428,7 +435,6 @@ def build_parser() -> argparse.ArgumentParser:
         "for confirmation unless --yes. Rehydration cannot be cancelled once requested.",
         epilog="examples:\n  retier rehydrate --container backups --dry-run\n"
         "  retier rehydrate --container backups --priority High --yes",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     restore_args(p)
     p.add_argument("--priority", choices=("Standard", "High"), default="Standard",
@@ -445,7 +451,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Among the volumes the restore needs: how many are online, rehydrating, still archived. "
         "Exit 0 only when all are online, 1 otherwise. --wait polls until they are.",
         epilog="examples:\n  retier status --container backups\n  retier status --container backups --wait --interval 300",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     restore_args(p)
     p.add_argument("--wait", action="store_true", help="poll until all are online (Ctrl-C to stop)")
@@ -459,7 +464,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Lift the container's restore hold. The next event or the daily sweep moves the volumes back to "
         "RETIER_VOLUME_TIER; --now sweeps at once and warns when that pays an early-deletion charge.",
         epilog="examples:\n  retier release --container backups\n  retier release --container backups --now",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--container", required=True)
     p.add_argument("--now", action="store_true", help="re-tier the container right away")
@@ -471,7 +475,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="List a container and print, oldest first, the Event Grid-schema BlobCreated event Azure would "
         "have delivered for each blob. Pipe it to `retier handle-event -`, or POST it to a local Functions host.",
         epilog="example:\n  retier emit-events --container backups | retier handle-event -",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--container", required=True)
     p.add_argument("--prefix", default=None, help="only blobs whose names start with this")

@@ -230,3 +230,25 @@ def test_cli_sweep_exit_codes(populated, container, azurite_connection_string):
     assert failed.returncode == 1 and "LeaseIdMissing" in failed.stdout
     missing = _cli("sweep", "--container", "no-such-container", env=env)
     assert missing.returncode == 2 and "ContainerNotFound" in missing.stdout
+
+
+class SlowBatchStandIn(BlobStore):
+    """Real Azurite, with each batch held back 0.3 s as a busy account would, so progress ticks while waiting."""
+
+    def set_tier(self, container, names, tier, *, rehydrate_priority=None):
+        import time
+
+        time.sleep(0.3)
+        return super().set_tier(container, names, tier, rehydrate_priority=rehydrate_priority)
+
+
+def test_progress_is_reported_from_the_sweeping_thread_only_while_batches_run(populated, container, azurite_connection_string):
+    import threading
+
+    store = SlowBatchStandIn.from_connection(Connection(connection_string=azurite_connection_string))
+    calls = []
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}),
+                             progress=lambda plan, applied: calls.append((threading.current_thread(), plan.listed, applied.done.count)))
+    assert report.ok and calls
+    assert {thread for thread, _, _ in calls} == {threading.current_thread()}
+    assert calls[-1][1] == len(ALL) and calls[-1][2] <= report.applied.done.count

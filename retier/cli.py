@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from retier import __version__, events, names
 
@@ -182,7 +183,7 @@ def _restore_plan(args, service):
     volume_names = None
     if getattr(args, "volumes_from", None):
         try:
-            text = sys.stdin.read() if args.volumes_from == "-" else open(args.volumes_from, encoding="utf-8").read()
+            text = sys.stdin.read() if args.volumes_from == "-" else Path(args.volumes_from).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read {args.volumes_from}: {exc.strerror}") from None
         volume_names = parse_required_volumes(text)
@@ -307,10 +308,11 @@ def cmd_release(args: argparse.Namespace) -> int:
     container = args.container
     hold = service.store.get_hold(container)
     if args.now:
-        count, charge = re_archive_charges(service.store, container, service.settings, load_prices())
+        prices = load_prices()
+        count, charge = re_archive_charges(service.store, container, service.settings, prices)
         if count:
             print(f"warning: re-archiving now moves {count} volumes out of Cool/Cold before their minimum days: "
-                  f"an early-deletion charge of about {_money(charge, load_prices()['currency'])}")
+                  f"an early-deletion charge of about {_money(charge, prices['currency'])}")
     service.store.clear_hold(container)
     print(f"{container}: restore hold {'lifted (' + hold + ')' if hold else 'was not set'}")
     if not args.now:

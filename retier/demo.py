@@ -57,7 +57,7 @@ class Duplicity:
             *self.extra,
         ]
         if while_running is None:
-            proc = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(cmd, check=False, env=self.env(), capture_output=True, text=True, timeout=600)
         else:
             with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
                 child = subprocess.Popen(cmd, env=self.env(), stdout=out, stderr=err, text=True)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     dup = Duplicity(connection.connection_string, args.container, work / "cache")
     source = make_sample_tree(work / "source")
 
-    print(f"retier demo: duplicity {subprocess.run([duplicity_binary(), '--version'], capture_output=True, text=True).stdout.strip()} "
+    print(f"retier demo: duplicity {subprocess.run([duplicity_binary(), '--version'], check=True, capture_output=True, text=True).stdout.strip()} "
           f"-> container {args.container!r}, volumes to {settings.policy.volume_tier}, metadata "
           f"{settings.policy.metadata_tier or 'stays as uploaded'}\n")
     store.create_container(args.container)  # so events can be polled before duplicity's first upload
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             change_sample_tree(source, step)
         print(f"duplicity {kind} (events delivered as the blobs appear):")
         # Azure sends BlobCreated seconds after each upload; poll the container to do the same.
-        live = lambda: outcomes.extend(deliver_new_events(service, args.container, seen, before, echo=True))  # noqa: E731
+        live = lambda: outcomes.extend(deliver_new_events(service, args.container, seen, before, echo=True))
         dup.backup(kind, source, while_running=live)
         live()
 

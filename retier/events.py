@@ -243,7 +243,7 @@ def _parse_blob_url(url: str) -> tuple[str, str, str, str]:
         raise InvalidEvent("data.url has no path")
     path = path[1:]
 
-    if _is_path_style_host(host):
+    if is_path_style_host(host):
         raw_account, sep, path = path.partition("/")
         if not sep:
             raise InvalidEvent("path-style data.url needs /<account>/<container>/<blob>")
@@ -264,7 +264,8 @@ def _parse_blob_url(url: str) -> tuple[str, str, str, str]:
     return account, container, raw_name, blob
 
 
-def _is_path_style_host(host: str) -> bool:
+def is_path_style_host(host: str) -> bool:
+    """True for the emulator's path-style endpoints (`127.0.0.1`, `localhost`, `azurite`): /<account>/... ."""
     if host == "localhost" or "." not in host:
         return True
     try:

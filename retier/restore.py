@@ -160,7 +160,7 @@ class Volume:
         return "online"
 
     @classmethod
-    def from_item(cls, item: BlobItem) -> "Volume":
+    def from_item(cls, item: BlobItem) -> Volume:
         return cls(item.name, item.size, item.tier, item.archive_status, item.tier_change_time or item.creation_time or item.last_modified)
 
 
@@ -263,7 +263,7 @@ def plan_restore(
         wanted = set(volume_names)
         missing = wanted - {v.name for v in volumes}
         if missing:
-            raise RestoreError(f"{len(missing)} listed volume(s) are not in that chain, e.g. {sorted(missing)[0]!r}: "
+            raise RestoreError(f"{len(missing)} listed volume(s) are not in that chain, e.g. {min(missing)!r}: "
                                "use the same --time for duplicity and retier")
         volumes = [v for v in volumes if v.name in wanted]
         partial = True

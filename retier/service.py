@@ -5,12 +5,21 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from os.path import commonprefix
 
 from retier import events, names, policy
 from retier.names import DuplicityName, Kind
 from retier.settings import Settings
-from retier.storage import GONE, OK, SKIPPED, TRANSIENT, BlobItem, BlobStore, StorageError
+from retier.storage import (
+    GONE,
+    OK,
+    SKIPPED,
+    TRANSIENT,
+    BlobItem,
+    BlobStore,
+    StorageError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +58,7 @@ class Outcome:
             "container": self.container,
             "blob": self.blob,
             "kind": self.kind,
-            "moved": [d.to_dict() for d in self.decisions if d.move],
+            "moved": [d.to_dict() for d in self.moved],
             "kept": len([d for d in self.decisions if not d.move]),
             "failures": self.failures,
         }
@@ -167,7 +176,7 @@ class RetierService:
         volume_prefix = names.volume_listing_prefix(manifest, **self._prefixes())
         manifest_prefix = names.manifest_listing_prefix(manifest)
         if self.settings.file_prefix_archive == self.settings.file_prefix_manifest:
-            common = _common_prefix(volume_prefix, manifest_prefix)
+            common = commonprefix([volume_prefix, manifest_prefix])
             parsed = [(names.parse(item.name), item) for item in self.store.list_blobs(container, common)]
             return {"manifest": [p for p in parsed if p[0].kind is Kind.MANIFEST], "volumes": [p for p in parsed if p[0].kind is Kind.VOLUME]}
         return {
@@ -188,8 +197,7 @@ class RetierService:
         hold = self.store.get_hold(container) if by_target else None
         if hold is not None:
             for i in index.values():
-                d = outcome.decisions[i]
-                outcome.decisions[i] = policy.Decision(d.name, d.kind, d.current, d.target, False, "container on restore hold")
+                outcome.decisions[i] = replace(outcome.decisions[i], move=False, reason="container on restore hold")
             outcome.status, outcome.reason = IGNORED, f"container on restore hold ({hold}); nothing moved"
             return
         for target, blob_names in by_target.items():
@@ -198,9 +206,7 @@ class RetierService:
                 if result.outcome == OK:
                     logger.info("%s %s %s -> %s %s", result.name, decision.kind, decision.current, target, decision.reason)
                     continue
-                outcome.decisions[index[result.name]] = policy.Decision(
-                    decision.name, decision.kind, decision.current, decision.target, False, f"not moved: {result.outcome}"
-                )
+                outcome.decisions[index[result.name]] = replace(decision, move=False, reason=f"not moved: {result.outcome}")
                 if result.outcome in (GONE, SKIPPED):
                     logger.info("%s left: %s (HTTP %s %s)", result.name, result.outcome, result.status, result.code or "")
                     continue
@@ -228,12 +234,3 @@ class RetierService:
 def _event_id(event: object) -> str | None:
     value = event.get("id") if isinstance(event, Mapping) else None
     return value if isinstance(value, str) else None
-
-
-def _common_prefix(a: str, b: str) -> str:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return a[:n]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from retier.events import is_path_style_host
 from retier.policy import DEFAULT_VOLUME_TIER, Policy, PolicyError
 
 # One vocabulary: these names appear in the README, local.settings.example.json and the
@@ -111,14 +112,12 @@ def account_from_url(url: str) -> str:
     host = (parsed.hostname or "").lower()
     if not parsed.scheme or not host:
         raise SettingsError(f"{url!r} is not a blob service URL")
-    first_label = host.split(".")[0]
-    is_path_style = host == "localhost" or host.replace(".", "").isdigit() or ":" in host or "." not in host
-    if is_path_style:
+    if is_path_style_host(host):
         segments = [s for s in parsed.path.split("/") if s]
         if not segments:
             raise SettingsError(f"{url!r}: an emulator URL must end with the account name")
         return segments[0].lower()
-    return first_label
+    return host.split(".")[0]
 
 
 def _connection(env: Mapping[str, str], *, allow_duplicity_env: bool) -> Connection | None:

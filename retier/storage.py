@@ -145,7 +145,7 @@ class BlobStore:
         self._client = client
 
     @classmethod
-    def from_connection(cls, connection: Connection, **client_kwargs) -> "BlobStore":
+    def from_connection(cls, connection: Connection, **client_kwargs) -> BlobStore:
         return cls(connect(connection, **client_kwargs))
 
     @property

@@ -14,7 +14,16 @@ from datetime import datetime, timezone
 from retier import names, policy
 from retier.names import DuplicityName, Kind
 from retier.settings import Settings
-from retier.storage import BATCH_LIMIT, GONE, OK, SKIPPED, TRANSIENT, BlobItem, BlobStore, StorageError
+from retier.storage import (
+    BATCH_LIMIT,
+    GONE,
+    OK,
+    SKIPPED,
+    TRANSIENT,
+    BlobItem,
+    BlobStore,
+    StorageError,
+)
 
 logger = logging.getLogger(__name__)
 

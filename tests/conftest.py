@@ -107,3 +107,18 @@ def pytest_collection_modifyitems(config, items):
         return 1 if item.get_closest_marker("azurite") else 0
 
     items.sort(key=cost)  # stable: keeps file order within each group
+
+
+@pytest.fixture
+def run_retier():
+    """Run the real `python -m retier` with only the given RETIER_* settings (none leak in from outside)."""
+    import subprocess
+    import sys
+
+    def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
+        clean.update(env or {})
+        return subprocess.run([sys.executable, "-m", "retier", *args], check=False, input=stdin, capture_output=True,
+                              text=True, env=clean, timeout=300)
+
+    return run

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -14,18 +11,12 @@ VOLS = [f"duplicity-full.{T}.vol{i}.difftar.gpg" for i in (1, 2)]
 MANIFEST = f"duplicity-full.{T}.manifest.gpg"
 
 
-def retier(*args, stdin=None, env=None):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "retier", *args], input=stdin, capture_output=True, text=True, env=full_env, timeout=120)
-
-
 def lines(out):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def test_classify_prints_one_json_object_per_name():
-    proc = retier("classify", VOLS[0], MANIFEST, "duplicity-new-signatures.20240101T020304Z.to.20240102T020304Z.sigtar.gz",
+def test_classify_prints_one_json_object_per_name(run_retier):
+    proc = run_retier("classify", VOLS[0], MANIFEST, "duplicity-new-signatures.20240101T020304Z.to.20240102T020304Z.sigtar.gz",
                   "duplicity-inc.20240101T020304Z.to.20240102T020304Z.jsonstat", "photo.jpg")
     assert proc.returncode == 0
     got = [(o["name"], o["kind"], o["type"]) for o in lines(proc.stdout)]
@@ -38,48 +29,48 @@ def test_classify_prints_one_json_object_per_name():
     ]
 
 
-def test_no_command_or_bad_arguments_exit_2():
-    assert retier().returncode == 2
-    assert retier("classify").returncode == 2
-    assert retier("frobnicate").returncode == 2
+def test_no_command_or_bad_arguments_exit_2(run_retier):
+    assert run_retier().returncode == 2
+    assert run_retier("classify").returncode == 2
+    assert run_retier("frobnicate").returncode == 2
 
 
-def test_every_command_has_an_example_in_its_help():
+def test_every_command_has_an_example_in_its_help(run_retier):
     for command in ("classify", "handle-event", "emit-events", "sweep", "restore-plan", "rehydrate", "status", "release"):
-        proc = retier(command, "--help")
+        proc = run_retier(command, "--help")
         assert proc.returncode == 0 and "example" in proc.stdout
 
 
 @pytest.mark.parametrize("payload", ["{not json", "42", '"a string"'])
-def test_handle_event_rejects_input_that_is_not_events_with_exit_2(payload, azurite_connection_string):
-    proc = retier("handle-event", "-", stdin=payload, env={"RETIER_STORAGE": azurite_connection_string})
+def test_handle_event_rejects_input_that_is_not_events_with_exit_2(payload, azurite_connection_string, run_retier):
+    proc = run_retier("handle-event", "-", stdin=payload, env={"RETIER_STORAGE": azurite_connection_string})
     assert proc.returncode == 2 and "retier:" in proc.stderr
 
 
-def test_handle_event_without_a_connection_is_bad_usage():
-    proc = retier("handle-event", "-", stdin="[]")
+def test_handle_event_without_a_connection_is_bad_usage(run_retier):
+    proc = run_retier("handle-event", "-", stdin="[]")
     assert proc.returncode == 2 and "RETIER_STORAGE" in proc.stderr
 
 
-def test_handle_event_bad_setting_is_bad_usage_and_names_it(azurite_connection_string):
-    proc = retier("handle-event", "-", stdin="[]", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_METADATA_TIER": "Archive"})
+def test_handle_event_bad_setting_is_bad_usage_and_names_it(azurite_connection_string, run_retier):
+    proc = run_retier("handle-event", "-", stdin="[]", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_METADATA_TIER": "Archive"})
     assert proc.returncode == 2 and "RETIER_METADATA_TIER" in proc.stderr
     assert "AccountKey" not in proc.stderr
 
 
 @pytest.mark.azurite
-def test_emit_then_handle_events_retiers_the_set_and_a_replay_changes_nothing(blob_service, container, azurite_connection_string):
+def test_emit_then_handle_events_retiers_the_set_and_a_replay_changes_nothing(blob_service, container, azurite_connection_string, run_retier):
     client = blob_service.get_container_client(container)
     for name in [*VOLS, MANIFEST, "notes.txt"]:
         client.upload_blob(name, b"data")
     # duplicity's own variable is enough for the CLI
     env = {"AZURE_CONNECTION_STRING": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"}
-    emitted = retier("emit-events", "--container", container, env=env)
+    emitted = run_retier("emit-events", "--container", container, env=env)
     assert emitted.returncode == 0
     events = json.loads(emitted.stdout)
     assert len(events) == 4 and {e["eventType"] for e in events} == {"Microsoft.Storage.BlobCreated"}
 
-    first = retier("handle-event", "-", stdin=emitted.stdout, env=env)
+    first = run_retier("handle-event", "-", stdin=emitted.stdout, env=env)
     assert first.returncode == 0, first.stderr
     outcomes = lines(first.stdout)
     assert len(outcomes) == 4
@@ -88,13 +79,13 @@ def test_emit_then_handle_events_retiers_the_set_and_a_replay_changes_nothing(bl
     assert [len(o["moved"]) for o in outcomes] == [2, 0, 0, 0]
     assert {b.name: b.blob_tier for b in client.list_blobs()} == {VOLS[0]: "Archive", VOLS[1]: "Archive", MANIFEST: "Hot", "notes.txt": "Hot"}
 
-    replay = retier("handle-event", "-", stdin=emitted.stdout, env=env)
+    replay = run_retier("handle-event", "-", stdin=emitted.stdout, env=env)
     assert replay.returncode == 0
     assert sum(len(o["moved"]) for o in lines(replay.stdout)) == 0
 
 
 @pytest.mark.azurite
-def test_handle_event_exit_1_when_storage_is_unreachable(tmp_path, azurite_connection_string):
+def test_handle_event_exit_1_when_storage_is_unreachable(tmp_path, azurite_connection_string, run_retier):
     event = {
         "id": "1", "topic": "/subscriptions/x/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
         "subject": f"/blobServices/default/containers/backups/blobs/{MANIFEST}", "eventType": "Microsoft.Storage.BlobCreated",
@@ -104,14 +95,14 @@ def test_handle_event_exit_1_when_storage_is_unreachable(tmp_path, azurite_conne
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event))
     unreachable = azurite_connection_string.split("BlobEndpoint=")[0] + "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
-    proc = retier("handle-event", str(path), env={"RETIER_STORAGE": unreachable})
+    proc = run_retier("handle-event", str(path), env={"RETIER_STORAGE": unreachable})
     assert proc.returncode == 1
     assert lines(proc.stdout)[0]["status"] == "retry"
 
 
 @pytest.mark.azurite
-def test_handle_event_exit_2_for_a_malformed_event_in_the_batch(azurite_connection_string):
-    proc = retier("handle-event", "-", stdin=json.dumps([{"id": "x", "subject": "/nope", "data": {}}]),
+def test_handle_event_exit_2_for_a_malformed_event_in_the_batch(azurite_connection_string, run_retier):
+    proc = run_retier("handle-event", "-", stdin=json.dumps([{"id": "x", "subject": "/nope", "data": {}}]),
                   env={"RETIER_STORAGE": azurite_connection_string})
     assert proc.returncode == 2
     assert lines(proc.stdout)[0]["status"] == "invalid"

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from retier import names
-from retier.demo import Duplicity, change_sample_tree, deliver_new_events, make_sample_tree
+from retier.demo import (
+    Duplicity,
+    change_sample_tree,
+    deliver_new_events,
+    make_sample_tree,
+)
+from retier.restore import parse_required_volumes
 from retier.service import HANDLED, IGNORED, RetierService
 from retier.settings import load_settings
 from retier.storage import BlobStore
 
 pytestmark = [pytest.mark.azurite, pytest.mark.duplicity]
+
+
+def archive_env(conn: str) -> dict[str, str]:
+    return {"RETIER_STORAGE": conn, "RETIER_VOLUME_TIER": "Archive"}
 
 
 def _tiers(store, container):
@@ -34,26 +46,44 @@ def _same_tree(a: Path, b: Path) -> list[str]:
     return diffs
 
 
+@dataclass
+class BackupRun:
+    """A container after three real duplicity runs, with retier having handled their events."""
+
+    store: BlobStore
+    service: RetierService
+    dup: Duplicity
+    source: Path
+    seen: set[str] = field(default_factory=set)
+    outcomes: list = field(default_factory=list)
+
+    def deliver(self) -> None:
+        self.outcomes += deliver_new_events(self.service, self.dup.container, self.seen)
+
+    def incremental(self, step: int, **kw) -> None:
+        """One more incremental of a changed tree, its events handled afterwards."""
+        time.sleep(1.1)  # set names have one-second resolution
+        change_sample_tree(self.source, step)
+        self.dup.backup("incremental", self.source, **kw)
+        self.deliver()
+
+
 @pytest.fixture
 def backup_run(azurite_connection_string, tmp_path):
-    def run(volume_tier: str, container: str, live: bool):
+    def run(volume_tier: str, container: str, live: bool) -> BackupRun:
         settings = load_settings({"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": volume_tier})
         store = BlobStore.from_connection(settings.connection)
-        service = RetierService(settings, store)
         dup = Duplicity(azurite_connection_string, container, tmp_path / "cache")
-        source = make_sample_tree(tmp_path / "source")
-        seen: set[str] = set()
-        outcomes = []
+        r = BackupRun(store, RetierService(settings, store), dup, make_sample_tree(tmp_path / "source"))
         for step, kind in enumerate(["full", "incremental", "incremental"]):
             if step:
                 time.sleep(1.1)  # set names have one-second resolution
-                change_sample_tree(source, step)
+                change_sample_tree(r.source, step)
             # live: events handled while duplicity uploads, as Azure sends them; otherwise all
             # at once afterwards, as after an outage (volumes' events then find the manifest)
-            deliver = lambda: outcomes.extend(deliver_new_events(service, container, seen))  # noqa: E731
-            dup.backup(kind, source, while_running=deliver if live else None)
-            deliver()
-        return store, service, dup, source, seen, outcomes
+            dup.backup(kind, r.source, while_running=r.deliver if live else None)
+            r.deliver()
+        return r
 
     return run
 
@@ -69,42 +99,34 @@ def _assert_retiered(store, container, volume_tier):
 
 
 def test_cold_volumes_keep_every_duplicity_command_working(backup_run, container, tmp_path):
-    store, service, dup, source, seen, outcomes = backup_run("Cold", container, live=True)
-    assert {o.status for o in outcomes} <= {HANDLED, IGNORED} and not any(o.failures for o in outcomes)
-    moved = [d.name for o in outcomes for d in o.moved]
-    assert sorted(moved) == sorted(n for n in _tiers(store, container) if names.parse(n).kind.value == "volume")
-    _assert_retiered(store, container, "Cold")
+    r = backup_run("Cold", container, live=True)
+    assert {o.status for o in r.outcomes} <= {HANDLED, IGNORED} and not any(o.failures for o in r.outcomes)
+    moved = [d.name for o in r.outcomes for d in o.moved]
+    assert sorted(moved) == sorted(n for n in _tiers(r.store, container) if names.parse(n).kind.value == "volume")
+    _assert_retiered(r.store, container, "Cold")
 
-    time.sleep(1.1)
-    change_sample_tree(source, 5)
-    dup.backup("incremental", source, archive_dir=tmp_path / "lost-cache")  # a new machine: no local cache
-    deliver_new_events(service, container, seen)
-    _assert_retiered(store, container, "Cold")
+    r.incremental(5, archive_dir=tmp_path / "lost-cache")  # a new machine: no local cache
+    _assert_retiered(r.store, container, "Cold")
 
-    status = dup.collection_status()
+    status = r.dup.collection_status()
     assert "Chain start time" in status.stdout and status.stdout.count("Incremental") >= 3
 
     target = tmp_path / "restored"
-    dup.restore(target, archive_dir=tmp_path / "restore-cache")
-    assert _same_tree(source, target) == []
+    r.dup.restore(target, archive_dir=tmp_path / "restore-cache")
+    assert _same_tree(r.source, target) == []
 
 
 def test_archived_volumes_still_allow_incrementals_and_collection_status(backup_run, container, tmp_path):
-    store, service, dup, source, seen, outcomes = backup_run("Archive", container, live=False)
-    _assert_retiered(store, container, "Archive")
+    r = backup_run("Archive", container, live=False)
+    _assert_retiered(r.store, container, "Archive")
 
-    time.sleep(1.1)
-    change_sample_tree(source, 5)
-    dup.backup("incremental", source)
-    time.sleep(1.1)
-    change_sample_tree(source, 6)
-    dup.backup("incremental", source, archive_dir=tmp_path / "lost-cache")
-    deliver_new_events(service, container, seen)
-    _assert_retiered(store, container, "Archive")
-    assert dup.collection_status().returncode == 0
+    r.incremental(5)
+    r.incremental(6, archive_dir=tmp_path / "lost-cache")
+    _assert_retiered(r.store, container, "Archive")
+    assert r.dup.collection_status().stdout.count("Incremental") >= 4
 
-    # What duplicity does today with archived volumes (retier's restore path is separate work):
-    refused = dup.restore(tmp_path / "restored", check=False)
+    # What duplicity does with archived volumes on its own (retier's restore path is tested below):
+    refused = r.dup.restore(tmp_path / "restored", check=False)
     assert refused.returncode != 0
     assert "BlobArchived" in refused.stdout + refused.stderr
     assert not (tmp_path / "restored" / "data-0.bin").exists()
@@ -138,22 +160,9 @@ def test_sweep_retiers_backups_made_before_deployment(azurite_connection_string,
     assert _same_tree(source, target) == []
 
 
-def _retier(*args, conn, stdin=None):
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
-    env.update({"RETIER_STORAGE": conn, "RETIER_VOLUME_TIER": "Archive"})
-    return subprocess.run([sys.executable, "-m", "retier", *args], capture_output=True, text=True, env=env, timeout=300, input=stdin)
-
-
-def test_restore_runbook_out_of_archive(backup_run, container, tmp_path, azurite_connection_string):
-    import json
-
-    from retier.restore import parse_required_volumes
-
-    store, service, dup, source, seen, outcomes = backup_run("Archive", container, live=True)
+def test_restore_runbook_out_of_archive(backup_run, container, tmp_path, azurite_connection_string, run_retier):
+    r = backup_run("Archive", container, live=True)
+    store, dup, source = r.store, r.dup, r.source
     _assert_retiered(store, container, "Archive")
     refused = dup.restore(tmp_path / "first-try", check=False)
     assert refused.returncode != 0 and "BlobArchived" in refused.stdout + refused.stderr
@@ -161,40 +170,39 @@ def test_restore_runbook_out_of_archive(backup_run, container, tmp_path, azurite
     # the plan names exactly the volumes duplicity says it needs
     dry = dup.restore(tmp_path / "dry", "--dry-run")
     required = parse_required_volumes(dry.stdout)
-    plan = json.loads(_retier("restore-plan", "--container", container, "--json", conn=azurite_connection_string).stdout)
+    plan = json.loads(run_retier("restore-plan", "--container", container, "--json", env=archive_env(azurite_connection_string)).stdout)
     assert sorted(v["name"] for v in plan["volumes"]) == sorted(required)
     assert plan["counts"]["archived"] == len(required) and plan["bytes_to_rehydrate"] > 0
 
-    assert _retier("rehydrate", "--container", container, "--yes", conn=azurite_connection_string).returncode == 0
-    assert _retier("status", "--container", container, "--wait", "--interval", "1", conn=azurite_connection_string).returncode == 0
+    assert run_retier("rehydrate", "--container", container, "--yes", env=archive_env(azurite_connection_string)).returncode == 0
+    assert run_retier("status", "--container", container, "--wait", "--interval", "1", env=archive_env(azurite_connection_string)).returncode == 0
 
     target = tmp_path / "restored"
     dup.restore(target, archive_dir=tmp_path / "restore-cache")
     assert _same_tree(source, target) == []
 
-    assert _retier("release", "--container", container, "--now", conn=azurite_connection_string).returncode == 0
+    assert run_retier("release", "--container", container, "--now", env=archive_env(azurite_connection_string)).returncode == 0
     _assert_retiered(store, container, "Archive")
     assert store.get_hold(container) is None
 
 
-def test_single_file_restore_rehydrates_only_the_volumes_that_hold_it(backup_run, container, tmp_path, azurite_connection_string):
-    store, service, dup, source, seen, outcomes = backup_run("Archive", container, live=False)
+def test_single_file_restore_rehydrates_only_the_volumes_that_hold_it(backup_run, container, tmp_path, azurite_connection_string, run_retier):
+    r = backup_run("Archive", container, live=False)
+    store, dup, source = r.store, r.dup, r.source
     wanted = "docs/notes.txt"
     dry = dup.restore(tmp_path / "dry.txt", "--dry-run", "--path-to-restore", wanted)
     need = tmp_path / "need.txt"
     need.write_text(dry.stdout)
     volumes = [n for n in _tiers(store, container) if names.parse(n).kind.value == "volume"]
 
-    done = _retier("rehydrate", "--container", container, "--volumes-from", str(need), "--yes", conn=azurite_connection_string)
+    done = run_retier("rehydrate", "--container", container, "--volumes-from", str(need), "--yes", env=archive_env(azurite_connection_string))
     assert done.returncode == 0, done.stdout + done.stderr
     online = {n for n, t in _tiers(store, container).items() if n in volumes and t != "Archive"}
-    from retier.restore import parse_required_volumes
-
     assert online == set(parse_required_volumes(dry.stdout)) and len(online) < len(volumes)
 
     restored = tmp_path / "notes.txt"
     dup.restore(restored, "--path-to-restore", wanted)
     assert restored.read_bytes() == (source / wanted).read_bytes()
 
-    assert _retier("release", "--container", container, "--now", conn=azurite_connection_string).returncode == 0
+    assert run_retier("release", "--container", container, "--now", env=archive_env(azurite_connection_string)).returncode == 0
     _assert_retiered(store, container, "Archive")

@@ -284,7 +284,9 @@ def test_blob_names_are_percent_decoded_once_keeping_slashes_and_pluses(raw_name
 )
 @pytest.mark.parametrize("name", ["a b/c+d%e/été💎/x?y#z", "dir/file~!$&'()*,;=:@"])
 def test_the_url_the_storage_sdk_builds_for_a_name_decodes_back_to_that_name(endpoint, name):
-    from azure.storage.blob import BlobClient  # offline: building a client sends nothing
+    from azure.storage.blob import (
+        BlobClient,  # offline: building a client sends nothing
+    )
 
     url = BlobClient(endpoint, "duplicity", name).url
 

@@ -8,15 +8,21 @@ import itertools
 import json
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import pytest
 from duplicity import config, dup_time, file_naming
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from retier.names import DuplicityName, Kind, manifest_listing_prefix, parse, volume_listing_prefix
+from retier.names import (
+    DuplicityName,
+    Kind,
+    manifest_listing_prefix,
+    parse,
+    volume_listing_prefix,
+)
 
 # The autouse fixture below only restores duplicity's globals after a test; the
 # helpers already restore them around every call, so reusing it across
@@ -116,7 +122,7 @@ def dup_parse(name: str, prefix: str = "") -> file_naming.ParseResults | None:
     with duplicity_configured(Prefixes(all=prefix), escape=True):
         try:
             return file_naming.parse(name.encode("utf-8", "surrogatepass"))
-        except Exception:  # duplicity's parse raises AssertionError/AttributeError on some near-misses
+        except (AssertionError, AttributeError, ValueError, TypeError):  # duplicity's parse crashes on some near-misses
             return None
 
 
@@ -222,7 +228,8 @@ def written_names(draw, *, short: bool = False, partial: bool = False, prefix_ch
     volume = draw(st.integers(1, 5000)) if dup_type in ("full", "inc") and not manifest else None
     encrypted, gzipped = draw(st.booleans()), draw(st.booleans())
     prefixes = draw(st.sampled_from(prefix_choices))
-    args = dict(t=t, t0=t0, volume=volume, manifest=manifest, encrypted=encrypted, gzipped=gzipped, partial=partial)
+    args = {"t": t, "t0": t0, "volume": volume, "manifest": manifest, "encrypted": encrypted, "gzipped": gzipped,
+            "partial": partial}
     if short:
         name = short_name(dup_type, prefix=prefixes.of(dup_type, manifest), **args)
         gpgsm = False
@@ -624,11 +631,11 @@ def set_names(backup_set, prefixes: Prefixes, short: bool, volumes: int = 3) -> 
     names: dict[str, list[str]] = {"volume": [], "manifest": [], "signatures": [], "jsonstat": []}
     for encrypted, gzipped in itertools.product((False, True), repeat=2):
         if short:
-            def write(kind, **kw):
+            def write(kind, encrypted=encrypted, gzipped=gzipped, **kw):
                 return short_name(kind, t=t, t0=t0, encrypted=encrypted, gzipped=gzipped,
                                   prefix=prefixes.of(kind, kw.get("manifest", False)), **kw)
         else:
-            def write(kind, **kw):
+            def write(kind, encrypted=encrypted, gzipped=gzipped, **kw):
                 return dup_name(kind, t=t, t0=t0, encrypted=encrypted, gzipped=gzipped, prefixes=prefixes, **kw)
         for n in (1, 2, volumes, 22, 36):
             volume = write(dup_type, volume=n)

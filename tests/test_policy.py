@@ -1,7 +1,8 @@
 """Policy: target tiers and the never-warmer, never-metadata-to-Archive rules (pure)."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from retier import names
 from retier.policy import TIERS, Policy, PolicyError, canonical_tier, decide

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from retier.emulate import blob_created_event
-from retier.restore import RestoreError, plan_restore, refresh, rehydrate, wait_until_online
+from retier.restore import (
+    RestoreError,
+    plan_restore,
+    refresh,
+    rehydrate,
+    wait_until_online,
+)
 from retier.service import IGNORED, RetierService
 from retier.settings import Connection, load_settings
 from retier.storage import BlobItem, BlobStore
@@ -44,7 +47,7 @@ def tiers(client):
 
 
 def test_plan_lists_every_volume_of_the_chain_with_tier_and_bytes(archived, container):
-    client, store, settings = archived
+    _, store, settings = archived
     plan = plan_restore(store, container, settings)
     assert [v.name for v in plan.volumes] == VOLUMES
     assert {v.state for v in plan.volumes} == {"archived"}
@@ -151,46 +154,39 @@ def test_wait_stops_when_archived_volumes_are_not_on_their_way(archived, contain
     assert sleeps == [] and len(final.by_state()["archived"]) == len(VOLUMES)
 
 
-def _cli(*args, env, stdin=None):
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
-    full.update(env)
-    return subprocess.run([sys.executable, "-m", "retier", *args], capture_output=True, text=True, env=full,
-                          timeout=120, input=stdin)
-
-
-def test_cli_restore_commands_from_plan_to_release(archived, container, azurite_connection_string):
+def test_cli_restore_commands_from_plan_to_release(archived, container, azurite_connection_string, run_retier):
     client, store, _ = archived
     env = {"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"}
-    plan = json.loads(_cli("restore-plan", "--container", container, "--json", env=env).stdout)
+    plan = json.loads(run_retier("restore-plan", "--container", container, "--json", env=env).stdout)
     assert [v["name"] for v in plan["volumes"]] == VOLUMES and plan["counts"]["archived"] == len(VOLUMES)
     assert plan["estimates"]["High"]["total"] > plan["estimates"]["Standard"]["total"] > 0
 
-    status = _cli("status", "--container", container, env=env)
+    status = run_retier("status", "--container", container, env=env)
     assert status.returncode == 1 and "run `retier rehydrate` first" in status.stdout
 
-    dry = _cli("rehydrate", "--container", container, "--dry-run", env=env)
+    dry = run_retier("rehydrate", "--container", container, "--dry-run", env=env)
     assert dry.returncode == 0 and "would hold" in dry.stdout
-    assert store.get_hold(container) is None and set(tiers(client)[v] for v in VOLUMES) == {"Archive"}
+    assert store.get_hold(container) is None and {tiers(client)[v] for v in VOLUMES} == {"Archive"}
 
-    unconfirmed = _cli("rehydrate", "--container", container, env=env, stdin="")
+    unconfirmed = run_retier("rehydrate", "--container", container, env=env, stdin="")
     assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
 
-    done = _cli("rehydrate", "--container", container, "--yes", "--priority", "High", env=env)
+    done = run_retier("rehydrate", "--container", container, "--yes", "--priority", "High", env=env)
     assert done.returncode == 0, done.stderr
     assert {tiers(client)[v] for v in VOLUMES} == {"Hot"} and store.get_hold(container)
 
-    ok = _cli("status", "--container", container, "--wait", "--interval", "0", "--json", env=env)
+    ok = run_retier("status", "--container", container, "--wait", "--interval", "0", "--json", env=env)
     assert ok.returncode == 0 and json.loads(ok.stdout)["counts"] == {"online": len(VOLUMES), "rehydrating": 0, "archived": 0}
 
-    released = _cli("release", "--container", container, "--now", env=env)
+    released = run_retier("release", "--container", container, "--now", env=env)
     assert released.returncode == 0 and "lifted" in released.stdout
     assert store.get_hold(container) is None
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}
 
 
-def test_release_now_warns_about_early_deletion_out_of_cold(archived, container, azurite_connection_string):
+def test_release_now_warns_about_early_deletion_out_of_cold(archived, container, azurite_connection_string, run_retier):
     client, store, settings = archived
     rehydrate(store, plan_restore(store, container, settings), to="Cold")
-    out = _cli("release", "--container", container, "--now", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"})
+    out = run_retier("release", "--container", container, "--now", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"})
     assert out.returncode == 0 and "early-deletion charge" in out.stdout
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}

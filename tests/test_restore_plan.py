@@ -5,7 +5,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from retier import costs, names
-from retier.restore import RestoreError, build_chains, chain_at, parse_required_volumes, parse_time
+from retier.restore import (
+    RestoreError,
+    build_chains,
+    chain_at,
+    parse_required_volumes,
+    parse_time,
+)
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -122,7 +128,9 @@ def test_prices_can_be_overridden_from_a_file(tmp_path):
 
 
 # -- differential: the chain and sets duplicity itself would restore from ------------------------
-from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,17 @@ import pytest
 
 from retier.metering import CountingTransport, Meter
 from retier.settings import Connection
-from retier.storage import BATCH_LIMIT, FAILED, GONE, OK, SKIPPED, TRANSIENT, BlobStore, StorageError, classify
+from retier.storage import (
+    BATCH_LIMIT,
+    FAILED,
+    GONE,
+    OK,
+    SKIPPED,
+    TRANSIENT,
+    BlobStore,
+    StorageError,
+    classify,
+)
 
 pytestmark = pytest.mark.azurite
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -201,34 +198,28 @@ def test_many_volumes_go_in_parallel_batches_of_at_most_256(blob_service, contai
     assert {t for n, t in tiers(client).items() if n in vols} == {"Archive"}
 
 
-def _cli(*args, env):
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
-    full.update(env)
-    return subprocess.run([sys.executable, "-m", "retier", *args], capture_output=True, text=True, env=full, timeout=120)
-
-
-def test_cli_sweep_dry_run_json_then_apply(populated, container, azurite_connection_string):
+def test_cli_sweep_dry_run_json_then_apply(populated, container, azurite_connection_string, run_retier):
     env = {"RETIER_STORAGE": azurite_connection_string}
-    dry = _cli("sweep", "--container", container, "--dry-run", "--json", env=env)
+    dry = run_retier("sweep", "--container", container, "--dry-run", "--json", env=env)
     assert dry.returncode == 0, dry.stderr
     summary = json.loads(dry.stdout)
     assert summary["dry_run"] and summary["containers"][0]["plan"]["move"]["blobs"] == len(VOLS_A) + len(VOLS_B) - 2
     assert tiers(populated)[VOLS_B[0]] == "Hot"  # the dry run changed nothing
-    done = _cli("sweep", "--container", container, env=env)
+    done = run_retier("sweep", "--container", container, env=env)
     assert done.returncode == 0 and "moved" in done.stdout and "unfinished set" in done.stdout
     assert tiers(populated) == expected("Cold")
 
 
-def test_cli_sweep_exit_codes(populated, container, azurite_connection_string):
+def test_cli_sweep_exit_codes(populated, container, azurite_connection_string, run_retier):
     env = {"RETIER_STORAGE": azurite_connection_string}
-    assert _cli("sweep", env=env).returncode == 2  # no container named, none configured
+    assert run_retier("sweep", env=env).returncode == 2  # no container named, none configured
     lease = populated.get_blob_client(VOLS_B[0]).acquire_lease()
     try:
-        failed = _cli("sweep", "--container", container, env=env)
+        failed = run_retier("sweep", "--container", container, env=env)
     finally:
         lease.release()
     assert failed.returncode == 1 and "LeaseIdMissing" in failed.stdout
-    missing = _cli("sweep", "--container", "no-such-container", env=env)
+    missing = run_retier("sweep", "--container", "no-such-container", env=env)
     assert missing.returncode == 2 and "ContainerNotFound" in missing.stdout
 
 

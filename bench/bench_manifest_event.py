@@ -35,15 +35,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from azure.storage.blob import BlobServiceClient  # noqa: E402
+from azure.core.exceptions import (
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobServiceClient
 
-from retier import names  # noqa: E402
-from retier.emulate import blob_created_event  # noqa: E402
-from retier.metering import CountingTransport, Meter  # noqa: E402
-from retier.policy import VOLUME_TIERS, canonical_tier  # noqa: E402
-from retier.service import HANDLED, RetierService  # noqa: E402
-from retier.settings import Connection, load_settings  # noqa: E402
-from retier.storage import BATCH_LIMIT, BlobStore, connect  # noqa: E402
+from retier import names
+from retier.emulate import blob_created_event
+from retier.metering import CountingTransport, Meter
+from retier.policy import VOLUME_TIERS, canonical_tier
+from retier.service import HANDLED, RetierService
+from retier.settings import Connection, load_settings
+from retier.storage import BATCH_LIMIT, BlobStore, connect
 
 # Done criterion of the issue, checked at the largest N.
 MAX_BILLABLE_PER_VOLUME = 1.01
@@ -307,7 +312,7 @@ def print_table(result: dict) -> None:
     head = f"{'N':>6}  {'wall time':>9} {'round trips':>11} {'billable':>9}"
     print(head)
     print("-" * len(head))
-    fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"  # noqa: E731
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"
     for r in result["ratios_naive_over_retier"]:
         print(f"{r['n']:>6}  {fmt(r['wall']):>9} {fmt(r['round_trips']):>11} {fmt(r['billable']):>9}")
     print()
@@ -356,15 +361,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {exc}", file=sys.stderr)
         return 1
     finally:
-        for name in containers:
-            try:
-                admin.delete_container(name)
-            except Exception as exc:  # cleanup must not hide the result
-                progress(f"could not delete container {name}: {type(exc).__name__}")
+        delete_containers(admin, containers)
     progress(f"total {time.perf_counter() - started:.1f} s")
+    return finish(*report(rows, args), args.json, print_table)
 
-    result, ok = report(rows, args)
-    if args.json:
+
+def delete_containers(admin, containers) -> None:
+    """Clean up; a failure here is reported and must not hide the benchmark's result."""
+    for name in containers:
+        try:
+            admin.delete_container(name)
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            progress(f"could not delete container {name}: {type(exc).__name__}")
+
+
+def finish(result: dict, ok: bool, as_json: bool, print_table) -> int:
+    if as_json:
         print(json.dumps(result, indent=2))
     else:
         print_table(result)

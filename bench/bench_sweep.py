@@ -48,17 +48,24 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 sys.path.insert(0, str(HERE))
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError  # noqa: E402
-from azure.storage.blob import BlobServiceClient  # noqa: E402
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.storage.blob import BlobServiceClient
+from bench_manifest_event import (
+    BenchError,
+    chunks,
+    delete_containers,
+    finish,
+    progress,
+    ratio,
+)
+from delay_proxy import DEFAULT_DELAY, DelayProxy, endpoint_port
+from synthetic_backups import History, backup_history
 
-from bench_manifest_event import BenchError, chunks, progress, ratio  # noqa: E402
-from delay_proxy import DEFAULT_DELAY, DelayProxy, endpoint_port  # noqa: E402
-from retier import names  # noqa: E402
-from retier.metering import CountingTransport, Meter  # noqa: E402
-from retier.policy import VOLUME_TIERS, canonical_tier, decide  # noqa: E402
-from retier.settings import Connection, load_settings  # noqa: E402
-from retier.storage import connect  # noqa: E402
-from synthetic_backups import History, backup_history  # noqa: E402
+from retier import names
+from retier.metering import CountingTransport, Meter
+from retier.policy import VOLUME_TIERS, canonical_tier, decide
+from retier.settings import Connection, load_settings
+from retier.storage import connect
 
 # Done criteria of the issue.
 MIN_ROUND_TRIP_RATIO = 100  # naive / retier round trips, per blob
@@ -205,9 +212,9 @@ def child(spec: dict) -> dict:
     container_client = client.get_container_client(spec["container"])
     if spec["method"] == "retier":
         import retier.sweep  # noqa: F401  (imported before the measurement, like the SDK)
-        run = lambda: retier_sweep(store, spec["container"], settings, dry_run=spec["dry_run"], workers=spec["workers"])  # noqa: E731
+        run = lambda: retier_sweep(store, spec["container"], settings, dry_run=spec["dry_run"], workers=spec["workers"])
     else:
-        run = lambda: naive_sweep(container_client, settings, dry_run=spec["dry_run"])  # noqa: E731
+        run = lambda: naive_sweep(container_client, settings, dry_run=spec["dry_run"])
 
     profiler = None
     if spec.get("profile"):
@@ -506,8 +513,8 @@ def report(rows: list[Row], memory: list[MemoryRow], latency: dict, histories: d
 
 
 def print_table(result: dict) -> None:
-    fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"  # noqa: E731
-    num = lambda x, f: "n/a" if x is None else format(x, f)  # noqa: E731
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"
+    num = lambda x, f: "n/a" if x is None else format(x, f)
     print(f"Sweep of a whole container, volumes -> {result['tier']}; median of {result['repeat']} run(s); "
           f"retier with {result['sweep_workers']} batches in flight.")
     for route, c in result["containers"].items():
@@ -664,19 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if proxy:
             proxy.stop()
-        for name in containers:
-            try:
-                admin.delete_container(name)
-            except Exception as exc:  # cleanup must not hide the result
-                progress(f"could not delete container {name}: {type(exc).__name__}")
+        delete_containers(admin, containers)
     progress(f"total {time.perf_counter() - started:.1f} s")
-
-    result, ok = report(rows, memory, latency, histories, args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
-    return 0 if ok else 1
+    return finish(*report(rows, memory, latency, histories, args), args.json, print_table)
 
 
 if __name__ == "__main__":

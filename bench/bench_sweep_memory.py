@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from retier.settings import load_settings  # noqa: E402
-from retier.storage import OK, BlobItem, BlobStore, TierResult  # noqa: E402
-from retier.sweep import sweep_container  # noqa: E402
+from retier.settings import load_settings
+from retier.storage import OK, BlobItem, BlobStore, TierResult
+from retier.sweep import sweep_container
 
 START = datetime(2024, 1, 1, 2, 0, tzinfo=timezone.utc)
 

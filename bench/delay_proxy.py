@@ -30,6 +30,8 @@ import re
 import threading
 import time
 
+from typing_extensions import Self
+
 LOOPBACK = "127.0.0.1"
 DEFAULT_DELAY = 0.020
 _METHOD = re.compile(rb"^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) ", re.ASCII)
@@ -126,7 +128,7 @@ class DelayProxy:
         self._loop.close()
         self._loop = None
 
-    def __enter__(self) -> DelayProxy:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from retier import names  # noqa: E402
+from retier import names
 
 VOLSIZE = 200 * 1024 * 1024  # duplicity's default --volsize (MiB 200)
 

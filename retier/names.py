@@ -258,8 +258,7 @@ def volume_listing_prefix(manifest: DuplicityName, *, manifest_prefix: str = "",
     under "df.<t>.", and "m" is also a valid base-36 volume number, so no
     tighter prefix exists); and names of another backup whose --file-prefix
     itself starts with the result. Re-check each listed name `n`:
-    ``v = parse(n); v.kind is Kind.VOLUME and v.set_id == manifest.set_id and
-    manifest_listing_prefix(v, ...) == manifest_listing_prefix(manifest, ...)``.
+    ``parse(n).kind is Kind.VOLUME and set_key(parse(n), ...) == set_key(manifest, ...)``.
 
     Raises ValueError if `manifest` is not a MANIFEST (its par2 files are accepted).
     """
@@ -296,3 +295,14 @@ def manifest_listing_prefix(obj: DuplicityName, *, manifest_prefix: str = "", ar
     if obj.kind is Kind.VOLUME:
         prefix = _swap_prefix(prefix, archive_prefix, manifest_prefix)
     return prefix + _set_stem(obj) + (".m" if obj.short else ".manifest")
+
+
+def set_key(obj: DuplicityName, *, manifest_prefix: str = "", archive_prefix: str = "") -> tuple[str, tuple]:
+    """Identity of the backup set `obj` belongs to, chain prefix included: equal for a set's
+    manifest and volumes (under per-type prefixes too), different for any other set or chain.
+
+    This is the re-check the listing prefixes' docstrings ask for: a listing prefix can catch a
+    crafted or foreign name (`….manifestduplicity-full.T.vol1.difftar`) that `set_id` alone would
+    take for a member.
+    """
+    return manifest_listing_prefix(obj, manifest_prefix=manifest_prefix, archive_prefix=archive_prefix), obj.set_id

@@ -255,8 +255,7 @@ def plan_restore(
     for s, listing_prefix in zip(sets, listing_prefixes, strict=True):
         for item in store.list_blobs(container, listing_prefix):
             v = names.parse(item.name)
-            if v.kind is Kind.VOLUME and not v.par2 and v.set_id == s.manifest.set_id and \
-                    names.manifest_listing_prefix(v, **mapping) == names.manifest_listing_prefix(s.manifest, **mapping):
+            if v.kind is Kind.VOLUME and not v.par2 and names.set_key(v, **mapping) == names.set_key(s.manifest, **mapping):
                 volumes.append(Volume.from_item(item))
     partial = False
     if volume_names is not None:

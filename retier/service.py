@@ -153,14 +153,7 @@ class RetierService:
 
     # -- helpers -------------------------------------------------------------------------------
     def _same_set(self, a: DuplicityName, b: DuplicityName) -> bool:
-        """Same backup set of the same chain: equal set ids and the same (mapped) prefix.
-
-        A listing prefix already scopes this; the re-check keeps a crafted name such as
-        `duplicity-full.T.manifestduplicity-full.T.vol1.difftar` from passing as a member.
-        """
-        return a.set_id == b.set_id and (
-            names.manifest_listing_prefix(a, **self._prefixes()) == names.manifest_listing_prefix(b, **self._prefixes())
-        )
+        return names.set_key(a, **self._prefixes()) == names.set_key(b, **self._prefixes())
 
     def _is_manifest_of(self, candidate: DuplicityName, obj: DuplicityName) -> bool:
         return candidate.kind is Kind.MANIFEST and not candidate.par2 and self._same_set(candidate, obj)

@@ -135,7 +135,7 @@ class Planner:
         self._sets: dict[tuple, _SetState] = {}
 
     def _key(self, name: DuplicityName) -> tuple:
-        return (names.manifest_listing_prefix(name, **self.prefixes), name.set_id)
+        return names.set_key(name, **self.prefixes)
 
     def _decide(self, name: DuplicityName, item: BlobItem) -> Move | None:
         decision = policy.decide(name, item.tier, item.archive_status, self.policy)

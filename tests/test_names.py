@@ -21,6 +21,7 @@ from retier.names import (
     Kind,
     manifest_listing_prefix,
     parse,
+    set_key,
     volume_listing_prefix,
 )
 
@@ -661,8 +662,7 @@ def belongs_to(name: str, manifest: DuplicityName, prefixes: Prefixes) -> bool:
     """The re-check that volume_listing_prefix's docstring tells callers to do."""
     mapping = {"manifest_prefix": prefixes.manifest, "archive_prefix": prefixes.archive}
     v = parse(name)
-    return (v.kind is Kind.VOLUME and v.set_id == manifest.set_id
-            and manifest_listing_prefix(v, **mapping) == manifest_listing_prefix(manifest, **mapping))
+    return v.kind is Kind.VOLUME and set_key(v, **mapping) == set_key(manifest, **mapping)
 
 
 @settings(SETTINGS, max_examples=60)

@@ -284,8 +284,8 @@ def manifest_listing_prefix(obj: DuplicityName, *, manifest_prefix: str = "", ar
     Residual matches, as for volume_listing_prefix: partial uploads, par2
     files, for short names the set's own volumes whose base-36 number starts
     with "m" ("df.<t>.mx.dt"), and names under another --file-prefix that
-    starts with the result. Re-check with parse(): kind MANIFEST, same set_id,
-    same listing prefix.
+    starts with the result. Re-check with parse(): kind MANIFEST and the same
+    set_key.
 
     Raises ValueError for an UNKNOWN object.
     """

@@ -77,7 +77,7 @@ def test_blob_deleted_before_the_batch_is_gone_not_fatal(blob_service, container
     assert _tiers(blob_service, container) == {"keep": "Archive"}
 
 
-def test_archive_status_is_listed(blob_service, container, store):
+def test_listing_shows_an_explicitly_set_archive_tier(blob_service, container, store):
     _upload(blob_service, container, ["x"])
     store.set_tier(container, ["x"], "Archive")
     (item,) = store.list_blobs(container)

@@ -16,14 +16,15 @@ volume of a finished set at the target tier, everything else untouched.
 This is done straight on Azurite (10,000 blobs) and through bench/delay_proxy.py, which
 adds 20 ms to every request as a distant region would (2,000 blobs by default, to keep
 the naive sweep's 1,600 sequential round trips at about 40 s; the figures compared are
-per blob). Peak memory of the sweep's dry runs at several container sizes with the
-same backup sets (`--memory-blobs 10000,40000`; by default only the 10,000-blob
-container) shows whether memory grows with the blobs. On Azurite, setting up a container
-costs more per blob the more blobs the account holds (see bench/README.md), so large
-sizes take long: 40,000 about 12 minutes, 100,000 about an hour.
+per blob). Then peak memory at several container sizes with the same backup sets (default
+10,000 and 100,000 blobs): dry runs (list and decide every blob) and a real sweep that
+repairs the newest week of incrementals, each container on its own Azurite whose store is
+seeded directly (bench/seeded_azurite.py), because uploading 100,000 blobs into Azurite
+takes about an hour (see bench/README.md). `--memory-setup upload` uploads instead.
 
-    RETIER_STORAGE='<azurite connection string>' python bench/bench_sweep.py
-    bench/run_sweep --memory-only --memory-blobs 10000,40000 --json
+    bench/run_sweep                                   # everything, about 15 minutes
+    bench/run_sweep --memory-only --json              # the memory comparison alone, about 7 minutes
+    RETIER_STORAGE='<azurite connection string>' AZURITE_BIN=... python bench/bench_sweep.py
 
 Exit status: 0 when every done criterion it could check holds, 1 when one does not, a
 sweep left a container wrong or a child crashed, 2 for bad usage.
@@ -59,6 +60,7 @@ from bench_manifest_event import (
     ratio,
 )
 from delay_proxy import DEFAULT_DELAY, DelayProxy, endpoint_port
+from seeded_azurite import SeededAzurite, SeedError
 from synthetic_backups import History, backup_history
 
 from retier import names
@@ -344,8 +346,8 @@ def _mb(n: float | None) -> float | None:
     return None if n is None else round(n / 1e6, 2)
 
 
-def check_run(method: str, result: dict, history: History, container: str, *, dry_run: bool) -> None:
-    want = len(history.to_tier)
+def check_run(method: str, result: dict, history: History, container: str, *, dry_run: bool, to_move: int | None = None) -> None:
+    want = len(history.to_tier) if to_move is None else to_move
     moved = 0 if dry_run else want
     if result["listed"] != len(history.blobs) or result["planned"] != want or result["moved"] != moved or result["failures"] or not result["ok"]:
         raise BenchError(
@@ -389,18 +391,26 @@ def compare(route: str, conn: str, admin: BlobServiceClient, container: str, his
 class MemoryRow:
     blobs: int
     sets: int
-    traced_peak_b: int
-    rss_growth_kb: int | None
-    wall_s: float
+    traced_peak_b: int  # dry run
+    rss_growth_kb: int | None  # dry run, untraced
+    wall_s: float  # dry run, untraced
+    setup: str = "upload"
+    repair_peak_b: int | None = None  # a real sweep that repairs the newest chain's incrementals (seeded containers only)
+    repair_moved: int | None = None
+    repair_wall_s: float | None = None
 
     def to_dict(self) -> dict:
         return {
             "blobs": self.blobs,
             "sets": self.sets,
+            "setup": self.setup,
             "heap_peak_mb": _mb(self.traced_peak_b),
             "rss_growth_mb": _mb(self.rss_growth_kb * 1024) if self.rss_growth_kb is not None else None,
             "wall_s": round(self.wall_s, 3),
             "blobs_per_s": round(self.blobs / self.wall_s, 1),
+            "repair_heap_peak_mb": _mb(self.repair_peak_b),
+            "repair_moved": self.repair_moved,
+            "repair_wall_s": None if self.repair_wall_s is None else round(self.repair_wall_s, 3),
         }
 
 
@@ -423,6 +433,50 @@ def measure_memory(conn: str, container: str, history: History, args) -> MemoryR
     check_run("retier (dry run)", traced, history, container, dry_run=True)
     untraced = dry_run_rss(conn, container, history, args)
     return memory_row(len(history.blobs), history, traced["traced_peak_b"], untraced)
+
+
+def measure_memory_seeded(container: str, history: History, args) -> MemoryRow:
+    """Dry runs and a real repair sweep of a container on its own seeded Azurite (bench/seeded_azurite.py).
+
+    The container is seeded as the event handler would have left it had Event Grid dropped
+    the events of the newest chain's incrementals (a week of daily backups): every finished
+    volume already at the target tier except those incrementals', still Hot. The dry runs
+    list and decide every blob; the real sweep does that and moves those volumes in batches
+    (tracemalloc on: its heap peak, not its time, is the point). Afterwards every blob must
+    be where it belongs.
+    """
+    missed = history.newest_incrementals()
+    seed = [(b.name, args.tier if b.to_tier and b.name not in missed else None) for b in history.blobs]
+    with SeededAzurite(azurite_bin(), container, seed) as azurite:
+        progress(f"memory {len(history.blobs)} blobs: seeded Azurite (pid {azurite.pid}) in {azurite.seconds:.1f} s, "
+                 f"{len(missed)} volumes of the newest chain's incrementals left Hot")
+        conn = azurite.connection_string
+        # One batch in flight: at 100,000 blobs Azurite takes about 5 s per batch of 256 (its scan, see the
+        # README), and a second batch queued behind it on another keep-alive connection gets that
+        # connection reset by Node's 5 s keep-alive timer, three times over. Memory is what is
+        # measured here; a batch in flight holds 256 names.
+        spec = {"method": "retier", "container": container, "tier": args.tier, "workers": 1}
+        traced = run_child(conn, **spec, dry_run=True, tracemalloc=True)
+        check_run("retier (dry run)", traced, history, container, dry_run=True, to_move=len(missed))
+        untraced = run_child(conn, **spec, dry_run=True, tracemalloc=False)
+        check_run("retier (dry run)", untraced, history, container, dry_run=True, to_move=len(missed))
+        repair = run_child(conn, **spec, dry_run=False, tracemalloc=True)
+        check_run("retier (repair sweep)", repair, history, container, dry_run=False, to_move=len(missed))
+        verify(BlobServiceClient.from_connection_string(conn), container, history, args.tier, "repair sweep")
+    row = memory_row(len(history.blobs), history, traced["traced_peak_b"], untraced)
+    row.setup = "seeded"
+    row.repair_peak_b, row.repair_moved, row.repair_wall_s = repair["traced_peak_b"], repair["moved"], repair["wall_s"]
+    progress(f"memory {len(history.blobs)} blobs: repair sweep moved {repair['moved']} volumes in {repair['wall_s']:.1f} s, "
+             f"heap peak {repair['traced_peak_b'] / 1e6:.1f} MB")
+    return row
+
+
+def azurite_bin() -> str:
+    path = os.environ.get("AZURITE_BIN")
+    if not path:
+        raise BenchError("--memory-setup seed needs AZURITE_BIN (the azurite-blob that bench/run_sweep installs); "
+                         "or use --memory-setup upload")
+    return path
 
 
 def memory_row(blobs: int, history: History, traced_peak_b: int, untraced: dict) -> MemoryRow:
@@ -479,6 +533,11 @@ def report(rows: list[Row], memory: list[MemoryRow], latency: dict, histories: d
             check += f"; not judged: the smaller container must hold at least one listing page ({LISTING_PAGE} blobs)"
             verdict = None
         checks.append({"check": check, "value": round(growth, 2), "limit": f"<= {MAX_MEMORY_GROWTH}", "pass": verdict})
+        if small.repair_peak_b and large.repair_peak_b:
+            growth = large.repair_peak_b / small.repair_peak_b
+            checks.append({"check": f"memory: repair sweep heap peak at {large.blobs} / {small.blobs} blobs",
+                           "value": round(growth, 2), "limit": f"<= {MAX_MEMORY_GROWTH}",
+                           "pass": growth <= MAX_MEMORY_GROWTH if verdict is not None else None})
     else:
         checks.append({"check": "memory flat in the number of blobs: needs two sizes, e.g. --memory-blobs 10000,100000",
                        "value": None, "limit": f"<= {MAX_MEMORY_GROWTH}", "pass": None})
@@ -547,13 +606,16 @@ def print_table(result: dict) -> None:
         print("(blobs/s: retier/naive; round trips, billable, peak RSS: naive/retier)")
     if result["memory"]:
         print()
-        print("retier sweep memory (dry runs: list and decide every blob), same backup sets, more volumes per set")
-        head = f"{'blobs':>7} {'sets':>5}  {'heap peak MB':>12} {'RSS growth MB':>13} {'wall s':>7} {'blobs/s':>8}"
+        print("retier sweep memory, same backup sets, more volumes per set: dry runs (list and decide every blob) and, on")
+        print("seeded containers, a real sweep repairing the newest chain's incrementals (every other finished volume seeded at the target tier)")
+        head = (f"{'blobs':>7} {'sets':>5} {'setup':>7}  {'heap peak MB':>12} {'RSS growth MB':>13} {'wall s':>7} {'blobs/s':>8}"
+                f"  {'repair: moved':>13} {'heap peak MB':>12} {'wall s':>7}")
         print(head)
         print("-" * len(head))
         for m in result["memory"]:
-            print(f"{m['blobs']:>7} {m['sets']:>5}  {m['heap_peak_mb']:>12.2f} {num(m['rss_growth_mb'], '13.1f'):>13} "
-                  f"{m['wall_s']:>7.2f} {m['blobs_per_s']:>8.0f}")
+            print(f"{m['blobs']:>7} {m['sets']:>5} {m['setup']:>7}  {m['heap_peak_mb']:>12.2f} {num(m['rss_growth_mb'], '13.1f'):>13} "
+                  f"{m['wall_s']:>7.2f} {m['blobs_per_s']:>8.0f}  {num(m['repair_moved'], '13d'):>13} "
+                  f"{num(m['repair_heap_peak_mb'], '12.2f'):>12} {num(m['repair_wall_s'], '7.1f'):>7}")
         g = result["memory_growth"]
         if g:
             print(f"heap: {g['heap_ratio']:.2f}x, {g['heap_bytes_per_extra_blob']:.1f} bytes per extra blob; "
@@ -585,9 +647,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--blobs", type=int, default=10_000, help="blobs in the container swept straight on Azurite (default 10000)")
     parser.add_argument("--proxy-blobs", type=int, default=2_000, help="blobs in the container swept through the proxy (default 2000; 0 skips)")
-    parser.add_argument("--memory-blobs", type=parse_sizes, default=None,
-                        help="container sizes for the memory comparison, e.g. 10000,100000 (the README's run; setting up "
-                             "100,000 blobs on Azurite takes about an hour); default: only the --blobs container")
+    parser.add_argument("--memory-blobs", type=parse_sizes, default=[10_000, 100_000],
+                        help="container sizes for the memory comparison (default 10000,100000)")
+    parser.add_argument("--memory-setup", choices=("seed", "upload"), default="seed",
+                        help="seed: each memory container on its own Azurite, its store written directly (seconds; needs "
+                             "AZURITE_BIN, which bench/run_sweep sets), with a real repair sweep too; upload: upload every "
+                             "blob into the given Azurite (100,000 blobs take about an hour), dry runs only")
     parser.add_argument("--memory-only", action="store_true", help="only the memory comparison (dry runs), no timed sweeps")
     parser.add_argument("--delay-ms", type=float, default=DEFAULT_DELAY * 1000, help="the proxy's delay per request (default 20)")
     parser.add_argument("--repeat", type=int, default=1, help="sweeps per method and route; the median is reported (default 1)")
@@ -597,7 +662,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each timed retier sweep to stderr")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    args.memory_blobs = args.memory_blobs or [args.blobs]
     if args.repeat < 1 or args.workers < 1 or args.sweep_workers < 1:
         parser.error("--repeat, --workers and --sweep-workers must be at least 1")
     if args.blobs < 1000 or (args.proxy_blobs and args.proxy_blobs < 1000):
@@ -626,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
             histories["direct"] = backup_history(args.blobs)
             if args.proxy_blobs:
                 histories["proxy"] = backup_history(args.proxy_blobs)
-        extra = {n: backup_history(n) for n in args.memory_blobs if n != args.blobs or args.memory_only}
+        reuse_direct = args.memory_setup == "upload" and not args.memory_only
+        extra = {n: backup_history(n) for n in args.memory_blobs if n != args.blobs or not reuse_direct}
         for history in [*histories.values(), *extra.values()]:
             history.check()
 
@@ -658,14 +723,16 @@ def main(argv: list[str] | None = None) -> int:
             drop(proxied)
 
         for n in args.memory_blobs:
-            if n == args.blobs and rows:
+            if args.memory_setup == "seed":
+                memory.append(measure_memory_seeded(f"bench-sweep-{tag}-memory-{n}", extra[n], args))
+            elif n == args.blobs and reuse_direct:
                 direct_row = rows[0]
                 memory.append(memory_row(n, histories["direct"], direct_row.traced_peak_b, direct_row.dry_run))
             else:
                 name = container_for(f"memory-{n}", extra[n])
                 memory.append(measure_memory(conn, name, extra[n], args))
                 drop(name)
-    except BenchError as exc:
+    except (BenchError, SeedError) as exc:
         print(f"FAIL: {exc}", file=sys.stderr)
         return 1
     finally:

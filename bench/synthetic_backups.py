@@ -74,6 +74,17 @@ class History:
     def to_tier(self) -> list[str]:
         return [b.name for b in self.blobs if b.to_tier]
 
+    def newest_incrementals(self) -> set[str]:
+        """The finished volumes of the newest chain's incrementals.
+
+        What a reconciliation sweep has to repair when Event Grid dropped a week of daily
+        backups' events: the benchmark seeds every other finished volume at the target tier
+        already, as the event handler would have left it.
+        """
+        parsed = [names.parse(b.name) for b in self.blobs if b.to_tier]
+        newest_full = max(p.time for p in parsed if p.type == "full")
+        return {p.name for p in parsed if p.type == "inc" and p.start_time >= newest_full}
+
     def roles(self) -> Counter:
         return Counter(b.role for b in self.blobs)
 

@@ -146,7 +146,8 @@ def _print_report(report) -> None:
     if report.applied:
         a = report.applied
         out(f"  moved {a.done.count:,} blobs ({_human_bytes(a.done.bytes)}) in {report.seconds:.1f}s"
-            f"; gone {a.gone}, skipped {a.skipped}, failed {a.failed}\n")
+            f"; gone {a.gone}, skipped {a.skipped}, failed {a.failed}"
+            + (f" ({a.retried} sent again after transient failures)" if a.retried else "") + "\n")
         for f in a.failures:
             out(f"    failed: {f['name']}: {f['outcome']} HTTP {f['status']} {f['code'] or ''} {f['error'] or ''}\n")
         if a.failed > len(a.failures):

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 4  # batches in flight
 MAX_FAILURE_DETAILS = 1000  # failures beyond this are counted, not listed
+# A tier change that failed transiently (throttled, server busy, timed out, no answer after the
+# SDK's own retries) is tried again at the end of the sweep, after each of these pauses; what
+# still fails after the last is reported. Setting a colder tier twice is harmless.
+RETRY_DELAYS = (5.0, 30.0)
+MAX_RETRY_BLOBS = 100 * BATCH_LIMIT  # transient failures kept for a retry; beyond this, reported at once
 
 
 @dataclass
@@ -212,6 +217,7 @@ class Applied:
     failed: int = 0
     failures: list[dict] = field(default_factory=list)
     batches: int = 0
+    retried: int = 0  # tier changes sent again after a transient failure (each counted once per retry)
 
     def to_dict(self) -> dict:
         return {
@@ -219,17 +225,30 @@ class Applied:
             "gone": self.gone,
             "skipped": self.skipped,
             "failed": self.failed,
+            "retried": self.retried,
             "failures": self.failures,
         }
 
 
-class BatchApplier:
-    """Sends moves in batches of up to 256 with `workers` batches in flight; bounded memory."""
+def _worth_retrying(status: int | None) -> bool:
+    """Throttling, busy servers and lost connections pass in seconds; a missing role (401/403) does not."""
+    return status not in (401, 403)
 
-    def __init__(self, store: BlobStore, container: str, *, workers: int = DEFAULT_WORKERS):
+
+class BatchApplier:
+    """Sends moves in batches of up to 256 with `workers` batches in flight; bounded memory.
+
+    Transient failures are set aside (at most MAX_RETRY_BLOBS) and sent again by close(),
+    once after each of `retry_delays`.
+    """
+
+    def __init__(self, store: BlobStore, container: str, *, workers: int = DEFAULT_WORKERS,
+                 retry_delays: Sequence[float] = RETRY_DELAYS):
         self.store = store
         self.container = container
         self.applied = Applied()
+        self._retry_delays = tuple(retry_delays)
+        self._to_retry: list[Move] = []
         self._pending: dict[str, list[Move]] = defaultdict(list)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="retier-batch")
         self._slots = threading.BoundedSemaphore(max(1, workers) * 2)  # back-pressure on the listing
@@ -242,43 +261,58 @@ class BatchApplier:
         if len(chunk) >= BATCH_LIMIT:
             self._submit(self._pending.pop(move.target))
 
-    def _submit(self, chunk: list[Move]) -> None:
+    def _submit(self, chunk: list[Move], final: bool = False) -> None:
         self._slots.acquire()
         try:
-            future = self._pool.submit(self._send, chunk)
+            future = self._pool.submit(self._send, chunk, final or not self._retry_delays)
         except BaseException:
             self._slots.release()
             raise
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
 
-    def _send(self, chunk: list[Move]) -> None:
+    def _send(self, chunk: list[Move], final: bool) -> None:
         try:
             try:
                 results = self.store.set_tier(self.container, [m.name for m in chunk], chunk[0].target)
             except StorageError as exc:
-                outcome = TRANSIENT if exc.transient else "failed"
-                self._record_failures(chunk, outcome, exc.status, exc.code, str(exc))
+                if exc.transient and not final and _worth_retrying(exc.status):
+                    self._set_aside(chunk, exc.status, exc.code, str(exc))
+                else:
+                    self._record_failures(chunk, TRANSIENT if exc.transient else "failed", exc.status, exc.code, str(exc))
                 return
             except Exception as exc:  # a bug must not vanish inside a worker thread
                 logger.exception("batch of %d blobs failed unexpectedly", len(chunk))
                 self._record_failures(chunk, "failed", None, None, f"{type(exc).__name__}: {exc}")
                 return
-            sizes = {m.name: m.size for m in chunk}
+            moves = {m.name: m for m in chunk}
+            busy: list[Move] = []
             with self._lock:
                 self.applied.batches += 1
                 for r in results:
                     if r.outcome == OK:
-                        self.applied.done.add(sizes[r.name])
+                        self.applied.done.add(moves[r.name].size)
                         logger.debug("%s -> %s", r.name, r.tier)
                     elif r.outcome == GONE:
                         self.applied.gone += 1
                     elif r.outcome == SKIPPED:
                         self.applied.skipped += 1
+                    elif r.outcome == TRANSIENT and not final and _worth_retrying(r.status):
+                        busy.append(moves[r.name])
                     else:
                         self._failure(r.name, r.outcome, r.status, r.code, None)
+            if busy:
+                self._set_aside(busy, None, None, None)
         finally:
             self._slots.release()
+
+    def _set_aside(self, moves: list[Move], status, code, message) -> None:
+        """Keep transiently failed moves for close() to send again; past the limit, report them now."""
+        with self._lock:
+            room = max(0, MAX_RETRY_BLOBS - len(self._to_retry))
+            self._to_retry.extend(moves[:room])
+            for move in moves[room:]:
+                self._failure(move.name, TRANSIENT, status, code, message)
 
     def _record_failures(self, chunk: list[Move], outcome: str, status, code, message) -> None:
         with self._lock:
@@ -291,15 +325,42 @@ class BatchApplier:
             self.applied.failures.append({"name": name, "outcome": outcome, "status": status, "code": code, "error": message})
 
     def close(self, tick: Callable[[], None] | None = None) -> Applied:
-        """Send what is left and wait for every batch; `tick` runs on this thread while waiting."""
+        """Send what is left, wait for every batch, then retry transient failures; `tick` runs on this thread meanwhile."""
         for target in list(self._pending):
             self._submit(self._pending.pop(target))
+        self._wait(tick)
+        for round_, delay in enumerate(self._retry_delays, start=1):
+            if not self._to_retry:
+                break
+            moves, self._to_retry = self._to_retry, []
+            logger.warning("%s: %d tier change(s) failed transiently; retrying in %.0f s (%d of %d)",
+                           self.container, len(moves), delay, round_, len(self._retry_delays))
+            self._pause(delay, tick)
+            self.applied.retried += len(moves)
+            final = round_ == len(self._retry_delays)
+            by_target: dict[str, list[Move]] = defaultdict(list)
+            for move in moves:
+                by_target[move.target].append(move)
+            for same_target in by_target.values():
+                for start in range(0, len(same_target), BATCH_LIMIT):
+                    self._submit(same_target[start : start + BATCH_LIMIT], final)
+            self._wait(tick)
+        self._pool.shutdown(wait=True)
+        return self.applied
+
+    def _wait(self, tick: Callable[[], None] | None) -> None:
         while self._futures:
             wait(list(self._futures), timeout=0.25)
             if tick:
                 tick()
-        self._pool.shutdown(wait=True)
-        return self.applied
+
+    @staticmethod
+    def _pause(seconds: float, tick: Callable[[], None] | None) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.25, left))
+            if tick:
+                tick()
 
 
 @dataclass
@@ -341,8 +402,12 @@ def sweep_container(
     dry_run: bool = False,
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[Plan, Applied | None], None] | None = None,
+    retry_delays: Sequence[float] = RETRY_DELAYS,
 ) -> SweepReport:
-    """List `container` once, decide every blob, and (unless dry_run) apply the moves in batches."""
+    """List `container` once, decide every blob, and (unless dry_run) apply the moves in batches.
+
+    Tier changes that fail transiently are sent again at the end, after each of `retry_delays`.
+    """
     started = time.monotonic()
     report = SweepReport(container, dry_run)
     try:
@@ -352,7 +417,7 @@ def sweep_container(
             return report
         planner = Planner(container, settings.policy, archive_prefix=settings.file_prefix_archive,
                           manifest_prefix=settings.file_prefix_manifest)
-        applier = None if dry_run else BatchApplier(store, container, workers=workers)
+        applier = None if dry_run else BatchApplier(store, container, workers=workers, retry_delays=retry_delays)
         # Progress is reported from this thread only: the plan is not shared with the workers.
         tick = (lambda: progress(planner.plan, applier and applier.applied)) if progress else None
         try:
@@ -388,8 +453,10 @@ def _log_summary(report: SweepReport) -> None:
         return
     plan, applied = report.plan, report.applied
     logger.info(
-        "sweep %s%s: listed=%d plan_move=%d (%d bytes) moved=%d gone=%d skipped=%d failed=%d unknown=%d unfinished_sets=%d %.1fs",
+        "sweep %s%s: listed=%d plan_move=%d (%d bytes) moved=%d gone=%d skipped=%d failed=%d retried=%d unknown=%d "
+        "unfinished_sets=%d %.1fs",
         report.container, " (dry run)" if report.dry_run else "", plan.listed, plan.moves.count, plan.moves.bytes,
         applied.done.count if applied else 0, applied.gone if applied else 0, applied.skipped if applied else 0,
-        applied.failed if applied else 0, plan.unknown.count, len(plan.unfinished), report.seconds,
+        applied.failed if applied else 0, applied.retried if applied else 0, plan.unknown.count, len(plan.unfinished),
+        report.seconds,
     )

@@ -243,3 +243,80 @@ def test_progress_is_reported_from_the_sweeping_thread_only_while_batches_run(po
     assert report.ok and calls
     assert {thread for thread, _, _ in calls} == {threading.current_thread()}
     assert calls[-1][1] == len(ALL) and calls[-1][2] <= report.applied.done.count
+
+
+class ServerBusyStandIn(BlobStore):
+    """Real Azurite, but the first `busy_calls` tier changes answer as a throttled Azure would.
+
+    Azurite never throttles: this stand-in makes `victims` come back from their batch as
+    503 ServerBusy (or, with `whole_batch`, the whole batch request fail with no answer after
+    the SDK's retries) for the first `busy_calls` calls; everything else goes to Azurite.
+    """
+
+    victims: frozenset = frozenset()
+    busy_calls = 1
+    whole_batch = False
+    status = 503
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+        self.sent: list[list[str]] = []
+
+    def set_tier(self, container, names, tier, **kwargs):
+        from retier.storage import TRANSIENT, StorageError, TierResult
+
+        names = list(names)
+        self.calls += 1
+        self.sent.append(names)
+        if self.calls > self.busy_calls:
+            return super().set_tier(container, names, tier, **kwargs)
+        if self.whole_batch:
+            raise StorageError("connection reset by peer", transient=True)
+        busy = [n for n in names if n in self.victims]
+        rest = {r.name: r for r in super().set_tier(container, [n for n in names if n not in self.victims], tier, **kwargs)}
+        return [rest[n] if n not in self.victims else TierResult(n, tier, TRANSIENT, self.status, "ServerBusy") for n in names
+                if n in rest or n in busy]
+
+
+def busy_store(conn, **attrs):
+    store = ServerBusyStandIn.from_connection(Connection(connection_string=conn))
+    for key, value in attrs.items():
+        setattr(store, key, value)
+    return store
+
+
+def test_blobs_throttled_inside_a_batch_are_sent_again_and_end_at_their_tier(populated, container, azurite_connection_string):
+    victims = frozenset({VOLS_A[3], VOLS_B[1]})
+    store = busy_store(azurite_connection_string, victims=victims)
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0, 0))
+    assert report.ok and report.applied.failed == 0 and report.applied.retried == 2
+    assert sorted(store.sent[-1]) == sorted(victims)  # only they were sent again
+    assert report.applied.done.count == len(VOLS_A + VOLS_B) - 2  # two were already tiered
+    assert tiers(populated) == expected("Cold")
+
+
+def test_a_batch_lost_in_transit_is_sent_again(populated, container, azurite_connection_string):
+    store = busy_store(azurite_connection_string, whole_batch=True)
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0,))
+    assert report.ok and report.applied.retried == len(VOLS_A + VOLS_B) - 2
+    assert tiers(populated) == expected("Cold")
+
+
+def test_throttling_that_outlasts_the_retries_is_reported_with_its_reason(populated, container, azurite_connection_string):
+    store = busy_store(azurite_connection_string, victims=frozenset({VOLS_A[3]}), busy_calls=3)
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0, 0))
+    assert store.calls == 3  # the batch, then one retry after each delay
+    assert not report.ok and report.applied.failed == 1 and report.applied.retried == 2
+    (failure,) = report.failures
+    assert (failure["name"], failure["outcome"], failure["status"], failure["code"]) == (VOLS_A[3], "transient", 503, "ServerBusy")
+    want = expected("Cold")
+    want[VOLS_A[3]] = "Hot"
+    assert tiers(populated) == want
+
+
+def test_a_missing_role_is_reported_at_once_not_retried(populated, container, azurite_connection_string):
+    store = busy_store(azurite_connection_string, victims=frozenset({VOLS_A[3]}), status=403, busy_calls=5)
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0, 0))
+    assert store.calls == 1 and report.applied.retried == 0 and report.applied.failed == 1
+    assert report.failures[0]["status"] == 403

@@ -147,7 +147,7 @@ def _print_report(report) -> None:
         a = report.applied
         out(f"  moved {a.done.count:,} blobs ({_human_bytes(a.done.bytes)}) in {report.seconds:.1f}s"
             f"; gone {a.gone}, skipped {a.skipped}, failed {a.failed}"
-            + (f" ({a.retried} sent again after transient failures)" if a.retried else "") + "\n")
+            + (f"; {a.retried} tier change(s) sent again after transient failures" if a.retried else "") + "\n")
         for f in a.failures:
             out(f"    failed: {f['name']}: {f['outcome']} HTTP {f['status']} {f['code'] or ''} {f['error'] or ''}\n")
         if a.failed > len(a.failures):

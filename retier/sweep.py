@@ -217,7 +217,7 @@ class Applied:
     failed: int = 0
     failures: list[dict] = field(default_factory=list)
     batches: int = 0
-    retried: int = 0  # tier changes sent again after a transient failure (each counted once per retry)
+    retried: int = 0  # tier changes sent again after a transient failure (a blob sent in two retry rounds counts twice)
 
     def to_dict(self) -> dict:
         return {
@@ -277,7 +277,7 @@ class BatchApplier:
                 results = self.store.set_tier(self.container, [m.name for m in chunk], chunk[0].target)
             except StorageError as exc:
                 if exc.transient and not final and _worth_retrying(exc.status):
-                    self._set_aside(chunk, exc.status, exc.code, str(exc))
+                    self._set_aside([(move, exc.status, exc.code, str(exc)) for move in chunk])
                 else:
                     self._record_failures(chunk, TRANSIENT if exc.transient else "failed", exc.status, exc.code, str(exc))
                 return
@@ -285,33 +285,42 @@ class BatchApplier:
                 logger.exception("batch of %d blobs failed unexpectedly", len(chunk))
                 self._record_failures(chunk, "failed", None, None, f"{type(exc).__name__}: {exc}")
                 return
-            moves = {m.name: m for m in chunk}
-            busy: list[Move] = []
-            with self._lock:
-                self.applied.batches += 1
-                for r in results:
-                    if r.outcome == OK:
-                        self.applied.done.add(moves[r.name].size)
-                        logger.debug("%s -> %s", r.name, r.tier)
-                    elif r.outcome == GONE:
-                        self.applied.gone += 1
-                    elif r.outcome == SKIPPED:
-                        self.applied.skipped += 1
-                    elif r.outcome == TRANSIENT and not final and _worth_retrying(r.status):
-                        busy.append(moves[r.name])
-                    else:
-                        self._failure(r.name, r.outcome, r.status, r.code, None)
-            if busy:
-                self._set_aside(busy, None, None, None)
+            self._account(chunk, results, final)
         finally:
             self._slots.release()
 
-    def _set_aside(self, moves: list[Move], status, code, message) -> None:
+    def _account(self, chunk: list[Move], results, final: bool) -> None:
+        """Count every move of a sent chunk exactly once: done, gone, skipped, set aside or failed."""
+        unanswered = {m.name: m for m in chunk}
+        retry: list[tuple[Move, int | None, str | None, str | None]] = []
+        with self._lock:
+            self.applied.batches += 1
+            for r in results:
+                move = unanswered.pop(r.name, None)
+                if move is None:
+                    logger.error("%s: storage answered for %s, which this batch did not send", self.container, r.name)
+                elif r.outcome == OK:
+                    self.applied.done.add(move.size)
+                    logger.debug("%s -> %s", r.name, r.tier)
+                elif r.outcome == GONE:
+                    self.applied.gone += 1
+                elif r.outcome == SKIPPED:
+                    self.applied.skipped += 1
+                elif r.outcome == TRANSIENT and not final and _worth_retrying(r.status):
+                    retry.append((move, r.status, r.code, None))
+                else:
+                    self._failure(r.name, r.outcome, r.status, r.code, None)
+            for move in unanswered.values():
+                self._failure(move.name, "failed", None, None, "the batch response had no answer for this blob")
+        if retry:
+            self._set_aside(retry)
+
+    def _set_aside(self, failed: list[tuple[Move, int | None, str | None, str | None]]) -> None:
         """Keep transiently failed moves for close() to send again; past the limit, report them now."""
         with self._lock:
             room = max(0, MAX_RETRY_BLOBS - len(self._to_retry))
-            self._to_retry.extend(moves[:room])
-            for move in moves[room:]:
+            self._to_retry.extend(move for move, *_ in failed[:room])
+            for move, status, code, message in failed[room:]:
                 self._failure(move.name, TRANSIENT, status, code, message)
 
     def _record_failures(self, chunk: list[Move], outcome: str, status, code, message) -> None:
@@ -330,12 +339,18 @@ class BatchApplier:
             self._submit(self._pending.pop(target))
         self._wait(tick)
         for round_, delay in enumerate(self._retry_delays, start=1):
-            if not self._to_retry:
+            with self._lock:  # every batch has finished: nothing else touches the list now
+                moves, self._to_retry = self._to_retry, []
+            if not moves:
                 break
-            moves, self._to_retry = self._to_retry, []
             logger.warning("%s: %d tier change(s) failed transiently; retrying in %.0f s (%d of %d)",
                            self.container, len(moves), delay, round_, len(self._retry_delays))
             self._pause(delay, tick)
+            stop = self._reason_not_to_retry()
+            if stop:
+                logger.warning("%s: %s; %d tier change(s) not sent again", self.container, stop, len(moves))
+                self._record_failures(moves, "not retried", None, None, stop)
+                break
             self.applied.retried += len(moves)
             final = round_ == len(self._retry_delays)
             by_target: dict[str, list[Move]] = defaultdict(list)
@@ -347,6 +362,14 @@ class BatchApplier:
             self._wait(tick)
         self._pool.shutdown(wait=True)
         return self.applied
+
+    def _reason_not_to_retry(self) -> str | None:
+        """The restore hold, checked again: a restore may have begun since the sweep started."""
+        try:
+            held = self.store.get_hold(self.container)
+        except StorageError as exc:
+            return f"restore hold could not be checked before retrying: {exc}"
+        return f"container went on restore hold during the sweep ({held})" if held else None
 
     def _wait(self, tick: Callable[[], None] | None) -> None:
         while self._futures:

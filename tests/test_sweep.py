@@ -256,7 +256,9 @@ class ServerBusyStandIn(BlobStore):
     victims: frozenset = frozenset()
     busy_calls = 1
     whole_batch = False
+    batch_status = None  # a whole batch failing with no answer (connection reset after the SDK's retries)
     status = 503
+    hold_on_first_call = False  # a restore puts the container on hold while the sweep runs
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -272,7 +274,9 @@ class ServerBusyStandIn(BlobStore):
         if self.calls > self.busy_calls:
             return super().set_tier(container, names, tier, **kwargs)
         if self.whole_batch:
-            raise StorageError("connection reset by peer", transient=True)
+            raise StorageError("batch request failed", transient=True, status=self.batch_status)
+        if self.hold_on_first_call and self.calls == 1:
+            self.set_hold(container, "restore started mid-sweep")
         busy = [n for n in names if n in self.victims]
         rest = {r.name: r for r in super().set_tier(container, [n for n in names if n not in self.victims], tier, **kwargs)}
         return [rest[n] if n not in self.victims else TierResult(n, tier, TRANSIENT, self.status, "ServerBusy") for n in names
@@ -320,3 +324,55 @@ def test_a_missing_role_is_reported_at_once_not_retried(populated, container, az
     report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0, 0))
     assert store.calls == 1 and report.applied.retried == 0 and report.applied.failed == 1
     assert report.failures[0]["status"] == 403
+
+
+def test_with_no_retry_delays_transient_failures_are_reported_at_once(populated, container, azurite_connection_string):
+    store = busy_store(azurite_connection_string, victims=frozenset({VOLS_A[3], VOLS_B[1]}), busy_calls=5)
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=())
+    assert store.calls == 1 and report.applied.retried == 0 and report.applied.failed == 2
+    assert {(f["name"], f["outcome"], f["status"]) for f in report.failures} == {(VOLS_A[3], "transient", 503), (VOLS_B[1], "transient", 503)}
+
+
+def test_a_whole_batch_refused_for_a_missing_role_is_not_retried(populated, container, azurite_connection_string):
+    store = busy_store(azurite_connection_string, whole_batch=True, batch_status=403, busy_calls=5)
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0, 0))
+    assert store.calls == 1 and report.applied.retried == 0
+    assert report.applied.failed == len(VOLS_A + VOLS_B) - 2 and {f["status"] for f in report.failures} == {403}
+
+
+def test_retries_wait_their_delay_first(populated, container, azurite_connection_string):
+    store = busy_store(azurite_connection_string, victims=frozenset({VOLS_A[3]}))
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0.4,))
+    assert report.ok and report.applied.retried == 1 and report.seconds >= 0.4
+
+
+def test_past_the_retry_limit_failures_are_reported_at_once_with_their_reason(populated, container, azurite_connection_string, monkeypatch):
+    from retier import sweep
+
+    monkeypatch.setattr(sweep, "MAX_RETRY_BLOBS", 1)
+    store = busy_store(azurite_connection_string, victims=frozenset({VOLS_A[3], VOLS_B[1]}))
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0,))
+    assert report.applied.retried == 1 and report.applied.failed == 1
+    (failure,) = report.failures
+    assert (failure["outcome"], failure["status"], failure["code"]) == ("transient", 503, "ServerBusy")
+    assert tiers(populated)[failure["name"]] == "Hot"
+
+
+def test_no_retry_once_a_restore_has_put_the_container_on_hold(populated, container, azurite_connection_string):
+    victims = frozenset({VOLS_A[3], VOLS_B[1]})
+    store = busy_store(azurite_connection_string, victims=victims, hold_on_first_call=True)
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0, 0))
+    assert store.calls == 1 and report.applied.retried == 0 and report.applied.failed == 2
+    assert {f["outcome"] for f in report.failures} == {"not retried"} and "restore hold" in report.failures[0]["error"]
+    assert {n for n, t in tiers(populated).items() if n in victims and t == "Hot"} == victims
+    assert store.get_hold(container) == "restore started mid-sweep"  # the sweep never clears a hold
+
+
+def test_the_sweep_summary_says_how_many_were_sent_again(populated, container, azurite_connection_string, capsys):
+    from retier.cli import _print_report
+
+    store = busy_store(azurite_connection_string, victims=frozenset({VOLS_A[3], VOLS_B[1]}))
+    report = sweep_container(store, container, load_settings({"RETIER_STORAGE": azurite_connection_string}), retry_delays=(0,))
+    _print_report(report)
+    out = capsys.readouterr().out
+    assert "failed 0; 2 tier change(s) sent again after transient failures" in out

@@ -22,7 +22,7 @@ repairs the newest week of incrementals, each container on its own Azurite whose
 seeded directly (bench/seeded_azurite.py), because uploading 100,000 blobs into Azurite
 takes about an hour (see bench/README.md). `--memory-setup upload` uploads instead.
 
-    bench/run_sweep                                   # everything, about 15 minutes
+    bench/run_sweep                                   # everything, about 13 minutes
     bench/run_sweep --memory-only --json              # the memory comparison alone, about 7 minutes
     RETIER_STORAGE='<azurite connection string>' AZURITE_BIN=... python bench/bench_sweep.py
 
@@ -189,7 +189,9 @@ def naive_sweep(client, settings, *, dry_run: bool) -> dict:
 def retier_sweep(store, container: str, settings, *, dry_run: bool, workers: int) -> dict:
     from retier.sweep import sweep_container
 
-    report = sweep_container(store, container, settings, dry_run=dry_run, workers=workers)
+    # No retry pauses: a tier change that still fails after the SDK's retries fails the run
+    # (check_run) instead of adding 5 or 35 s to the time measured.
+    report = sweep_container(store, container, settings, dry_run=dry_run, workers=workers, retry_delays=())
     plan, applied = report.plan, report.applied
     return {
         "listed": plan.listed if plan else 0,
@@ -535,9 +537,9 @@ def report(rows: list[Row], memory: list[MemoryRow], latency: dict, histories: d
         checks.append({"check": check, "value": round(growth, 2), "limit": f"<= {MAX_MEMORY_GROWTH}", "pass": verdict})
         if small.repair_peak_b and large.repair_peak_b:
             growth = large.repair_peak_b / small.repair_peak_b
+            repair_verdict = None if verdict is None else growth <= MAX_MEMORY_GROWTH and large.blobs >= 3 * small.blobs
             checks.append({"check": f"memory: repair sweep heap peak at {large.blobs} / {small.blobs} blobs",
-                           "value": round(growth, 2), "limit": f"<= {MAX_MEMORY_GROWTH}",
-                           "pass": growth <= MAX_MEMORY_GROWTH if verdict is not None else None})
+                           "value": round(growth, 2), "limit": f"<= {MAX_MEMORY_GROWTH}", "pass": repair_verdict})
     else:
         checks.append({"check": "memory flat in the number of blobs: needs two sizes, e.g. --memory-blobs 10000,100000",
                        "value": None, "limit": f"<= {MAX_MEMORY_GROWTH}", "pass": None})
@@ -575,7 +577,7 @@ def print_table(result: dict) -> None:
     fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"
     num = lambda x, f: "n/a" if x is None else format(x, f)
     print(f"Sweep of a whole container, volumes -> {result['tier']}; median of {result['repeat']} run(s); "
-          f"retier with {result['sweep_workers']} batches in flight.")
+          f"retier with {result['sweep_workers']} batches in flight (memory runs: 1).")
     for route, c in result["containers"].items():
         roles = ", ".join(f"{v} {k}" for k, v in sorted(c["roles"].items()))
         print(f"  {route:<7} container: {c['blobs']} blobs, {c['sets']} sets ({c['unfinished_sets']} unfinished): {roles}")
@@ -607,15 +609,16 @@ def print_table(result: dict) -> None:
     if result["memory"]:
         print()
         print("retier sweep memory, same backup sets, more volumes per set: dry runs (list and decide every blob) and, on")
-        print("seeded containers, a real sweep repairing the newest chain's incrementals (every other finished volume seeded at the target tier)")
+        print("seeded containers, a real sweep repairing the newest chain's incrementals (every other finished volume seeded at the target tier;")
+        print("one batch in flight; timed under tracemalloc, which slows retier's own process)")
         head = (f"{'blobs':>7} {'sets':>5} {'setup':>7}  {'heap peak MB':>12} {'RSS growth MB':>13} {'wall s':>7} {'blobs/s':>8}"
-                f"  {'repair: moved':>13} {'heap peak MB':>12} {'wall s':>7}")
+                f"  {'repair: moved':>13} {'heap peak MB':>12} {'traced s':>8}")
         print(head)
         print("-" * len(head))
         for m in result["memory"]:
             print(f"{m['blobs']:>7} {m['sets']:>5} {m['setup']:>7}  {m['heap_peak_mb']:>12.2f} {num(m['rss_growth_mb'], '13.1f'):>13} "
                   f"{m['wall_s']:>7.2f} {m['blobs_per_s']:>8.0f}  {num(m['repair_moved'], '13d'):>13} "
-                  f"{num(m['repair_heap_peak_mb'], '12.2f'):>12} {num(m['repair_wall_s'], '7.1f'):>7}")
+                  f"{num(m['repair_heap_peak_mb'], '12.2f'):>12} {num(m['repair_wall_s'], '8.1f'):>8}")
         g = result["memory_growth"]
         if g:
             print(f"heap: {g['heap_ratio']:.2f}x, {g['heap_bytes_per_extra_blob']:.1f} bytes per extra blob; "
@@ -653,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed: each memory container on its own Azurite, its store written directly (seconds; needs "
                              "AZURITE_BIN, which bench/run_sweep sets), with a real repair sweep too; upload: upload every "
                              "blob into the given Azurite (100,000 blobs take about an hour), dry runs only")
-    parser.add_argument("--memory-only", action="store_true", help="only the memory comparison (dry runs), no timed sweeps")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory comparison (dry runs and, when seeded, the repair sweep), no timed comparison")
     parser.add_argument("--delay-ms", type=float, default=DEFAULT_DELAY * 1000, help="the proxy's delay per request (default 20)")
     parser.add_argument("--repeat", type=int, default=1, help="sweeps per method and route; the median is reported (default 1)")
     parser.add_argument("--tier", type=canonical_tier, default="Cold", help="target tier for the volumes (default Cold)")
@@ -671,6 +675,9 @@ def main(argv: list[str] | None = None) -> int:
     conn = os.environ.get("RETIER_STORAGE") or os.environ.get("RETIER_TEST_STORAGE")
     if not conn:
         parser.error("set RETIER_STORAGE (or RETIER_TEST_STORAGE) to an Azurite connection string, or use bench/run_sweep")
+    if args.memory_setup == "seed" and not os.environ.get("AZURITE_BIN"):
+        parser.error("--memory-setup seed needs AZURITE_BIN (the azurite-blob that bench/run_sweep installs), "
+                     "or use --memory-setup upload")
     try:
         upstream = endpoint_port(conn)
     except ValueError as exc:

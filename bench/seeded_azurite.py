@@ -15,9 +15,12 @@ uploading each blob:
    container lists exactly the wanted names.
 
 After that it is an ordinary Azurite: listing, Set Blob Tier, Blob Batch and downloads go
-through Azurite's own code, and every blob's body is the template's byte. Only the setup
-is shortened; nothing measured depends on how the records got there. Each instance holds
-one account with one container, and is stopped and deleted on exit.
+through Azurite's own code, and every blob's body is the template's byte. Two differences
+from an uploaded container: every blob has the template's etag and times, and the store is
+on disk, which Azurite writes out every 5 s while it changes (the shared benchmark Azurite
+runs in memory), so write timings are slower here. Memory on the client side does not
+depend on either. Each instance holds one account with one container, and is stopped and
+deleted on exit.
 
     with SeededAzurite(azurite_bin, "bench-100k", [(name, None), ...]) as azurite:
         azurite.connection_string, azurite.pid
@@ -42,6 +45,7 @@ SEEDER = HERE / "seed_azurite_db.js"
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # Azurite's published key
 TEMPLATE = "retier-seed-template"
+TIERS = ("Hot", "Cool", "Cold", "Archive")
 
 
 class SeedError(RuntimeError):
@@ -65,6 +69,11 @@ class SeededAzurite:
             self.node_modules = self.node_modules.parent
         if not (self.node_modules / "lokijs").is_dir():
             raise SeedError(f"lokijs (Azurite's metadata store) not found under {self.node_modules}")
+        for name, tier in blobs:
+            if not name or "\t" in name or "\n" in name or "\r" in name:
+                raise SeedError(f"blob name {name!r}: empty, or with a tab or line break (the seeder reads one name per line)")
+            if tier is not None and tier not in TIERS:
+                raise SeedError(f"blob {name!r}: tier {tier!r} is not one of {', '.join(TIERS)}")
         self.container = container
         self.blobs = blobs
         self.dir: Path | None = None
@@ -92,7 +101,7 @@ class SeededAzurite:
             client.upload_blob(TEMPLATE, b"x")
             self._stop()
             names_file = self.dir / "names.tsv"
-            names_file.write_text("".join(f"{name}\t{tier or ''}\n" for name, tier in self.blobs))
+            names_file.write_text("".join(f"{name}\t{tier or ''}\n" for name, tier in self.blobs), encoding="utf-8")
             seeded = subprocess.run(
                 ["node", str(SEEDER), str(self.dir), self.container, str(names_file)],
                 env=dict(os.environ, NODE_PATH=str(self.node_modules)),
@@ -118,13 +127,12 @@ class SeededAzurite:
     def _start(self) -> None:
         assert self.dir is not None
         self.port = _free_port()
-        log = open(self.dir / "azurite.log", "ab")  # noqa: SIM115 (handed to the child, closed with it)
-        self.proc = subprocess.Popen(
-            [str(self.azurite_bin), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-             "--location", str(self.dir), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(self.dir / "azurite.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [str(self.azurite_bin), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+                 "--location", str(self.dir), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120  # loading a store of 100,000 blobs takes a few seconds
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

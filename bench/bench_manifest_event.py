@@ -321,13 +321,14 @@ def print_table(result: dict) -> None:
     print(f"wall time naive/retier at N={result['rows'][-1]['n']}: {fmt(result['wall_ratio_at_largest_n'])}")
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_sizes(text: str, minimum: int = 1) -> list[int]:
+    """A comma-separated list of sizes, sorted and without repeats, each at least `minimum` (an argparse type)."""
     try:
         sizes = sorted({int(s) for s in text.replace(" ", "").split(",") if s})
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 1,100,1000") from None
-    if not sizes or sizes[0] < 1:
-        raise argparse.ArgumentTypeError("sizes must be positive integers")
+    if not sizes or sizes[0] < minimum:
+        raise argparse.ArgumentTypeError(f"sizes must be integers of at least {minimum}")
     return sizes
 
 

@@ -59,6 +59,7 @@ from bench_manifest_event import (
     progress,
     ratio,
 )
+from bench_manifest_event import parse_sizes as parse_blob_counts
 from delay_proxy import DEFAULT_DELAY, DelayProxy, endpoint_port
 from seeded_azurite import SeededAzurite, SeedError
 from synthetic_backups import History, backup_history
@@ -631,13 +632,8 @@ def print_table(result: dict) -> None:
 
 
 def parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = sorted({int(s) for s in text.replace(" ", "").split(",") if s})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 10000,100000") from None
-    if any(s < 1000 for s in sizes):
-        raise argparse.ArgumentTypeError("container sizes must be at least 1000 blobs")
-    return sizes
+    """Container sizes: at least 1,000 blobs each, enough for the synthetic history's sets."""
+    return parse_blob_counts(text, minimum=1000)
 
 
 def main(argv: list[str] | None = None) -> int:

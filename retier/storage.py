@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from azure.core.exceptions import (
-    ClientAuthenticationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
@@ -65,7 +64,11 @@ def _translated(what: str) -> Iterator[None]:
     try:
         yield
     except HttpResponseError as exc:
-        status = exc.status_code or 0
+        if exc.status_code is None:
+            # No answer from storage at all: typically a token the identity could not get yet
+            # (ClientAuthenticationError, CredentialUnavailableError), which may pass.
+            raise StorageError(f"{what}: no answer from storage: {type(exc).__name__}", transient=True) from None
+        status = exc.status_code
         code = getattr(exc, "error_code", None)
         verdict = classify(status, code)
         raise StorageError(
@@ -74,8 +77,6 @@ def _translated(what: str) -> Iterator[None]:
             status=status,
             code=code,
         ) from None
-    except ClientAuthenticationError as exc:  # token acquisition failed (identity not ready, wrong client id)
-        raise StorageError(f"{what}: authentication failed: {type(exc).__name__}", transient=True) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise StorageError(f"{what}: connection failed: {type(exc).__name__}", transient=True) from None
 
@@ -184,11 +185,11 @@ class BlobStore:
     def create_container(self, container: str) -> None:
         from azure.core.exceptions import ResourceExistsError
 
-        try:
-            with _translated(f"create container {container}"):
+        with _translated(f"create container {container}"):
+            try:
                 self._client.create_container(container)
-        except ResourceExistsError:
-            pass
+            except ResourceExistsError:
+                pass
 
     def delete_container(self, container: str) -> None:
         with _translated(f"delete container {container}"):

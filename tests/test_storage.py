@@ -122,3 +122,31 @@ def test_identity_connection_uses_a_managed_identity_credential_and_no_key():
     assert isinstance(system.credential, ManagedIdentityCredential)
     default = connect(Connection(blob_service_uri="https://acct.blob.core.windows.net"))
     assert isinstance(default.credential, DefaultAzureCredential)
+
+
+class IdentityNotReadyStandIn:
+    """A token credential that cannot get a token yet, as a just-assigned managed identity (no Azure here)."""
+
+    def get_token(self, *scopes, **kwargs):
+        from azure.identity import CredentialUnavailableError
+
+        raise CredentialUnavailableError("ManagedIdentityCredential: no token yet")
+
+    def get_token_info(self, *scopes, **kwargs):
+        return self.get_token(*scopes, **kwargs)
+
+
+def test_a_token_the_identity_cannot_get_yet_is_transient_so_the_event_is_redelivered():
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient("https://acct.blob.core.windows.net", credential=IdentityNotReadyStandIn(), retry_total=0)
+    with pytest.raises(StorageError) as info:
+        BlobStore(client).get_hold("c")
+    assert info.value.transient and info.value.status is None
+    assert "CredentialUnavailableError" in str(info.value)
+
+
+def test_creating_a_container_that_exists_is_not_an_error(store, container, blob_service):
+    _upload(blob_service, container, ["kept"])
+    store.create_container(container)
+    assert _tiers(blob_service, container) == {"kept": "Hot"}

@@ -167,17 +167,13 @@ def _reset_peak_rss() -> bool:
 def naive_sweep(client, settings, *, dry_run: bool) -> dict:
     """List the container, then one Set Blob Tier per volume of a finished set not yet at its target."""
     listed = [(b.name, b.blob_tier, b.archive_status) for b in client.list_blobs()]
-    prefixes = {"manifest_prefix": settings.file_prefix_manifest, "archive_prefix": settings.file_prefix_archive}
+    prefixes = settings.name_prefixes
     parsed = [(names.parse(name), tier, status) for name, tier, status in listed]
     # The same rule as retier: a set is finished when its manifest exists (same set, same prefix).
-    finished = {
-        (names.manifest_listing_prefix(n, **prefixes), n.set_id)
-        for n, _, _ in parsed
-        if n.kind is names.Kind.MANIFEST and not n.par2
-    }
+    finished = {names.set_key(n, **prefixes) for n, _, _ in parsed if n.kind is names.Kind.MANIFEST and not n.par2}
     moved = 0
     for n, tier, status in parsed:
-        if n.kind is not names.Kind.VOLUME or (names.manifest_listing_prefix(n, **prefixes), n.set_id) not in finished:
+        if n.kind is not names.Kind.VOLUME or names.set_key(n, **prefixes) not in finished:
             continue
         decision = decide(n, tier, status, settings.policy)
         if decision.move:

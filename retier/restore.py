@@ -234,7 +234,7 @@ def plan_restore(
 ) -> RestorePlan:
     """The chain duplicity restores from as of `at` (default: latest), and every volume it needs."""
     at = at or datetime.now(timezone.utc)
-    mapping = {"archive_prefix": settings.file_prefix_archive, "manifest_prefix": settings.file_prefix_manifest}
+    mapping = settings.name_prefixes
     manifests: dict[str, list[DuplicityName]] = {}
     for item in store.list_blobs(container, prefix or None):
         name = names.parse(item.name)
@@ -253,9 +253,10 @@ def plan_restore(
     volumes: list[Volume] = []
     listing_prefixes = [names.volume_listing_prefix(s.manifest, **mapping) for s in sets]
     for s, listing_prefix in zip(sets, listing_prefixes, strict=True):
+        key = names.set_key(s.manifest, **mapping)
         for item in store.list_blobs(container, listing_prefix):
             v = names.parse(item.name)
-            if v.kind is Kind.VOLUME and not v.par2 and names.set_key(v, **mapping) == names.set_key(s.manifest, **mapping):
+            if v.kind is Kind.VOLUME and not v.par2 and names.set_key(v, **mapping) == key:
                 volumes.append(Volume.from_item(item))
     partial = False
     if volume_names is not None:

@@ -116,7 +116,7 @@ class RetierService:
     def _volume_landed(self, container: str, volume: DuplicityName, outcome: Outcome) -> None:
         # In the usual order the manifest is not there yet: a narrow listing says so cheaply,
         # without listing the volumes uploaded so far.
-        prefix = names.manifest_listing_prefix(volume, **self._prefixes())
+        prefix = names.manifest_listing_prefix(volume, **self.settings.name_prefixes)
         manifests = [n for item in self.store.list_blobs(container, prefix) if self._is_manifest_of(n := names.parse(item.name), volume)]
         # Events are not ordered: a retried manifest event can arrive after its volumes' events.
         # Then a volume's event does what the manifest's event does, so a burst of late volume
@@ -132,10 +132,10 @@ class RetierService:
         if not any(self._is_manifest_of(n, manifest) for n, _ in listed["manifest"]):
             return False
         volumes = [(n, item) for n, item in listed["volumes"] if n.kind is Kind.VOLUME and self._same_set(n, manifest)]
-        self._apply(container, volumes, outcome)
+        own = []
         if own_manifest and self.settings.policy.metadata_tier:
             own = [(n, item) for n, item in listed["manifest"] if n.name == own_manifest or (n.name.startswith(own_manifest) and n.par2)]
-            self._apply(container, own, outcome)
+        self._apply(container, volumes + own, outcome)  # one restore-hold read for the whole set
         outcome.reason = outcome.reason or f"set finished: {len(volumes)} volume(s) listed"
         return True
 
@@ -146,27 +146,22 @@ class RetierService:
         own = [
             (n, item)
             for item in self.store.list_blobs(container, meta.name)
-            if (n := names.parse(item.name)).kind is meta.kind and n.prefix == meta.prefix and n.set_id == meta.set_id
+            if (n := names.parse(item.name)).kind is meta.kind and self._same_set(n, meta)
         ]
         self._apply(container, own, outcome)
         outcome.reason = outcome.reason or "metadata tier setting"
 
     # -- helpers -------------------------------------------------------------------------------
     def _same_set(self, a: DuplicityName, b: DuplicityName) -> bool:
-        return names.set_key(a, **self._prefixes()) == names.set_key(b, **self._prefixes())
+        prefixes = self.settings.name_prefixes
+        return names.set_key(a, **prefixes) == names.set_key(b, **prefixes)
 
     def _is_manifest_of(self, candidate: DuplicityName, obj: DuplicityName) -> bool:
         return candidate.kind is Kind.MANIFEST and not candidate.par2 and self._same_set(candidate, obj)
 
-    def _prefixes(self) -> dict[str, str]:
-        return {
-            "manifest_prefix": self.settings.file_prefix_manifest,
-            "archive_prefix": self.settings.file_prefix_archive,
-        }
-
     def _set_listing(self, container: str, manifest: DuplicityName) -> dict[str, list[tuple[DuplicityName, BlobItem]]]:
         """The set's manifest(s) and volumes, in one listing when both share a prefix."""
-        volume_prefix = names.volume_listing_prefix(manifest, **self._prefixes())
+        volume_prefix = names.volume_listing_prefix(manifest, **self.settings.name_prefixes)
         manifest_prefix = names.manifest_listing_prefix(manifest)
         if self.settings.file_prefix_archive == self.settings.file_prefix_manifest:
             common = commonprefix([volume_prefix, manifest_prefix])

@@ -70,7 +70,11 @@ class Settings:
     containers: frozenset[str] = frozenset()
     file_prefix_archive: str = ""
     file_prefix_manifest: str = ""
-    sweep_schedule: str = DEFAULT_SWEEP_SCHEDULE
+
+    @property
+    def name_prefixes(self) -> dict[str, str]:
+        """duplicity's --file-prefix-archive/-manifest, as retier.names' listing and set_key functions take them."""
+        return {"archive_prefix": self.file_prefix_archive, "manifest_prefix": self.file_prefix_manifest}
 
     @property
     def account_name(self) -> str | None:
@@ -154,14 +158,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, allow_duplicity_env: 
         )
     except PolicyError as exc:
         raise SettingsError(str(exc)) from None
-    containers = frozenset(c.strip() for c in env.get(CONTAINERS, "").split(",") if c.strip())
+    # Azure container names are lower case; "Backups" can only mean "backups".
+    containers = frozenset(c.strip().lower() for c in env.get(CONTAINERS, "").split(",") if c.strip())
     return Settings(
         connection=_connection(env, allow_duplicity_env=allow_duplicity_env),
         policy=policy,
         containers=containers,
         file_prefix_archive=env.get(FILE_PREFIX_ARCHIVE, ""),
         file_prefix_manifest=env.get(FILE_PREFIX_MANIFEST, ""),
-        sweep_schedule=sweep_schedule(env),
     )
 
 

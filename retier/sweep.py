@@ -438,8 +438,7 @@ def sweep_container(
         if report.held:
             logger.warning("container %s is on restore hold (%s): sweep leaves it alone", container, report.held)
             return report
-        planner = Planner(container, settings.policy, archive_prefix=settings.file_prefix_archive,
-                          manifest_prefix=settings.file_prefix_manifest)
+        planner = Planner(container, settings.policy, **settings.name_prefixes)
         applier = None if dry_run else BatchApplier(store, container, workers=workers, retry_delays=retry_delays)
         # Progress is reported from this thread only: the plan is not shared with the workers.
         tick = (lambda: progress(planner.plan, applier and applier.applied)) if progress else None

@@ -188,6 +188,15 @@ def test_metadata_moves_only_when_a_setting_asks(blob_service, container, harnes
     expect(blob_service, container, cold=FULL_VOLS, cool=[FULL_SIGS, FULL_JSONSTAT, FULL_MANIFEST])
 
 
+def test_a_manifest_event_that_moves_volumes_and_the_manifest_reads_the_hold_once(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET)
+    h = harness(RETIER_METADATA_TIER="Cool")
+    assert h.deliver(FULL_MANIFEST).status == HANDLED
+    # the set's listing, one restore-hold check, the volumes' batch, the manifest's own Set Blob Tier
+    assert h.meter.by_operation == {"list": 1, "container-properties": 1, "batch": 1, "set-tier": 1}
+    expect(blob_service, container, cold=FULL_VOLS, cool=[FULL_MANIFEST])
+
+
 @pytest.mark.parametrize("name", FOREIGN)
 def test_unrecognised_names_are_never_touched(blob_service, container, harness, name):
     upload(blob_service, container, FULL_SET + [name])

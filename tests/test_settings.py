@@ -45,6 +45,10 @@ def test_containers_is_a_comma_separated_allow_list():
     assert cfg.containers == frozenset({"backups", "photos"})
 
 
+def test_container_names_are_lower_cased_as_azure_requires():
+    assert load_settings({"RETIER_CONTAINERS": "Backups,PHOTOS"}).containers == frozenset({"backups", "photos"})
+
+
 def test_connection_string_gives_the_account_and_is_never_in_repr():
     cfg = load_settings({"RETIER_STORAGE": AZURITE})
     assert cfg.account_name == "devstoreaccount1"

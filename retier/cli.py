@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from retier import __version__, events, names
 
@@ -31,27 +31,31 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_json(path: str):
+def _read_text(path: str) -> str:
+    """A file's text, or standard input's for "-"."""
     try:
         if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_json(path: str):
+    text = _read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
 
 
-def _service(allow_duplicity_env: bool = True):
+def _service():
     from retier.service import RetierService
     from retier.settings import load_settings
     from retier.storage import BlobStore
 
-    settings = load_settings(allow_duplicity_env=allow_duplicity_env)
+    settings = load_settings(allow_duplicity_env=True)  # the CLI may use duplicity's AZURE_CONNECTION_STRING
     return RetierService(settings, BlobStore.from_connection(settings.require_connection()))
 
 
@@ -181,14 +185,20 @@ def _restore_plan(args, service):
     from retier.restore import parse_required_volumes, parse_time, plan_restore
 
     at = parse_time(args.time) if args.time else None
-    volume_names = None
-    if getattr(args, "volumes_from", None):
-        try:
-            text = sys.stdin.read() if args.volumes_from == "-" else Path(args.volumes_from).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.volumes_from}: {exc.strerror}") from None
-        volume_names = parse_required_volumes(text)
+    volume_names = parse_required_volumes(_read_text(args.volumes_from)) if args.volumes_from else None
     return plan_restore(service.store, args.container, service.settings, at=at, volume_names=volume_names, prefix=args.prefix)
+
+
+def _restore_options(args) -> list[str]:
+    """The options that chose a restore plan, for the next command to choose the same one."""
+    options = []
+    if args.time:
+        options += ["--time", shlex.quote(args.time)]
+    if args.prefix is not None:
+        options += ["--prefix", shlex.quote(args.prefix)]
+    if args.volumes_from:
+        options += ["--volumes-from", "FILE" if args.volumes_from == "-" else shlex.quote(args.volumes_from)]
+    return options
 
 
 def _money(value: float, currency: str) -> str:
@@ -258,7 +268,7 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
           f"{result.already_online} already online, {result.already_rehydrating} already rehydrating")
     for f in result.failures:
         print(f"  failed: {f['name']}: {f['outcome']} HTTP {f['status']} {f['code'] or ''}")
-    print(f"next: retier status --container {plan.container}{' --time ' + args.time if args.time else ''} --wait")
+    print("next: " + " ".join(["retier status --container", plan.container, *_restore_options(args), "--wait"]))
     return EXIT_RETRY if result.failures else EXIT_OK
 
 
@@ -408,13 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_sweep)
 
-    def restore_args(p, volumes_from=True):
+    def restore_args(p):
         p.add_argument("--container", required=True)
         p.add_argument("--time", help="restore as of this time, as duplicity's --time takes it (default: latest)")
         p.add_argument("--prefix", default=None, help="the --file-prefix of the backup, when a container holds several")
-        if volumes_from:
-            p.add_argument("--volumes-from", metavar="FILE|-",
-                           help="output of `duplicity restore --dry-run …`: only the volumes it lists as required")
+        p.add_argument("--volumes-from", metavar="FILE|-",
+                       help="output of `duplicity restore --dry-run …`: only the volumes it lists as required")
 
     p = sub.add_parser(
         "restore-plan",

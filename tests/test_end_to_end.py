@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,11 @@ def test_single_file_restore_rehydrates_only_the_volumes_that_hold_it(backup_run
     assert done.returncode == 0, done.stdout + done.stderr
     online = {n for n, t in _tiers(store, container).items() if n in volumes and t != "Archive"}
     assert online == set(parse_required_volumes(dry.stdout)) and len(online) < len(volumes)
+    # The command rehydrate suggests next checks the same volumes: all online, exit 0.
+    (hint,) = [line for line in done.stdout.splitlines() if line.startswith("next: retier status ")]
+    status = run_retier(*shlex.split(hint.removeprefix("next: retier ")), env=archive_env(azurite_connection_string))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"{len(online)} online, 0 rehydrating, 0 archived of {len(online)} volumes needed" in status.stdout
 
     restored = tmp_path / "notes.txt"
     dup.restore(restored, "--path-to-restore", wanted)

@@ -16,7 +16,6 @@ from retier.storage import OK, BlobItem, BlobStore
 
 logger = logging.getLogger(__name__)
 
-ONLINE = ("Hot", "Cool", "Cold")
 
 
 class RestoreError(ValueError):
@@ -321,21 +320,17 @@ def wait_until_online(
     interval: float,
     on_poll: Callable[[RestorePlan], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    max_polls: int | None = None,
 ) -> RestorePlan:
-    """Poll until every volume is online; returns the last state seen."""
-    polls = 0
+    """Poll until no volume is rehydrating any more; returns the last state seen.
+
+    Then every volume is online, or some are still archived with nothing on its way (waiting
+    longer would never end): the caller tells the two apart.
+    """
     while True:
         plan = refresh(store, plan)
-        polls += 1
         if on_poll:
             on_poll(plan)
-        states = plan.by_state()
-        if not states["rehydrating"] and not states["archived"]:
-            return plan
-        if states["archived"] and not states["rehydrating"]:
-            return plan  # nothing is on its way: waiting would never end
-        if max_polls is not None and polls >= max_polls:
+        if not plan.by_state()["rehydrating"]:
             return plan
         sleep(interval)
 

@@ -12,6 +12,7 @@ from retier import events, names, policy
 from retier.names import DuplicityName, Kind
 from retier.settings import Settings
 from retier.storage import (
+    FAILED,
     GONE,
     OK,
     SKIPPED,
@@ -92,7 +93,7 @@ class RetierService:
             outcome.status = RETRY if exc.transient else HANDLED
             outcome.reason = str(exc) if exc.transient else f"gave up: {exc}"
             if not exc.transient:
-                outcome.failures.append({"name": blob_event.blob, "outcome": "failed", "error": str(exc)})
+                outcome.failures.append({"name": blob_event.blob, "outcome": FAILED, "error": str(exc)})
         return self._log(outcome)
 
     # -- per kind ------------------------------------------------------------------------------

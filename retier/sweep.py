@@ -16,6 +16,7 @@ from retier.names import DuplicityName, Kind
 from retier.settings import Settings
 from retier.storage import (
     BATCH_LIMIT,
+    FAILED,
     GONE,
     OK,
     SKIPPED,
@@ -78,24 +79,24 @@ class Plan:
     kept_reasons: Counter = field(default_factory=Counter)
     unfinished: list[UnfinishedSet] = field(default_factory=list)
 
-    @property
-    def moves(self) -> Tally:
+    def _total(self, include: Callable[[str, str, str], bool]) -> Tally:
         total = Tally()
-        for (_, before, after), tally in self.rows.items():
-            if before != after:
+        for (kind, before, after), tally in self.rows.items():
+            if include(kind, before, after):
                 total.add(tally.bytes, tally.count)
         return total
+
+    @property
+    def moves(self) -> Tally:
+        return self._total(lambda _kind, before, after: before != after)
 
     @property
     def unknown(self) -> Tally:
-        total = Tally()
-        for (kind, _, _), tally in self.rows.items():
-            if kind == Kind.UNKNOWN.value:
-                total.add(tally.bytes, tally.count)
-        return total
+        return self._total(lambda kind, _before, _after: kind == Kind.UNKNOWN.value)
 
     def to_dict(self, now: datetime | None = None) -> dict:
         now = now or datetime.now(timezone.utc)
+        moves, unknown = self.moves, self.unknown
         return {
             "container": self.container,
             "listed": self.listed,
@@ -103,8 +104,8 @@ class Plan:
                 {"kind": kind, "from": before, "to": after, "blobs": t.count, "bytes": t.bytes}
                 for (kind, before, after), t in sorted(self.rows.items())
             ],
-            "move": {"blobs": self.moves.count, "bytes": self.moves.bytes},
-            "unknown": {"blobs": self.unknown.count, "bytes": self.unknown.bytes},
+            "move": {"blobs": moves.count, "bytes": moves.bytes},
+            "unknown": {"blobs": unknown.count, "bytes": unknown.bytes},
             "kept_reasons": dict(self.kept_reasons),
             "unfinished_sets": [
                 {"set": u.label, "volumes": u.volumes, "bytes": u.bytes,
@@ -121,7 +122,6 @@ class _SetState:
     relist: bool = False  # its manifest came after some of its volumes in the listing
     pending: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))  # volumes seen before a manifest, by tier
     newest: datetime | None = None
-    label: str = ""
 
 
 class Planner:
@@ -172,7 +172,6 @@ class Planner:
         if state.manifest is not None:
             return self._decide(name, item)
         state.pending[item.tier or "unknown"].add(item.size)
-        state.label = state.label or names.manifest_listing_prefix(name, **self.prefixes).removesuffix(".manifest")
         if item.last_modified and (state.newest is None or item.last_modified > state.newest):
             state.newest = item.last_modified
         return None
@@ -193,10 +192,10 @@ class Planner:
 
     def finish(self) -> Plan:
         """Close the plan: volumes of sets that never got a manifest are unfinished, and kept."""
-        for state in self._sets.values():
+        for (manifest_prefix, _), state in self._sets.items():
             if state.manifest is not None or not state.pending:
                 continue
-            unfinished = UnfinishedSet(state.label, newest=state.newest)
+            unfinished = UnfinishedSet(manifest_prefix.removesuffix(".manifest"), newest=state.newest)
             for tier, tally in state.pending.items():
                 self.plan.rows[(Kind.VOLUME.value, tier, tier)].add(tally.bytes, tally.count)
                 unfinished.volumes += tally.count
@@ -255,11 +254,16 @@ class BatchApplier:
         self._lock = threading.Lock()
         self._futures: set[Future] = set()
 
-    def add(self, move: Move) -> None:
+    def add(self, move: Move, final: bool = False) -> None:
+        """Queue a move; a full batch for its target tier goes out at once. Only the sweeping thread calls this."""
         chunk = self._pending[move.target]
         chunk.append(move)
         if len(chunk) >= BATCH_LIMIT:
-            self._submit(self._pending.pop(move.target))
+            self._submit(self._pending.pop(move.target), final)
+
+    def _flush(self, final: bool = False) -> None:
+        for target in list(self._pending):
+            self._submit(self._pending.pop(target), final)
 
     def _submit(self, chunk: list[Move], final: bool = False) -> None:
         self._slots.acquire()
@@ -273,18 +277,16 @@ class BatchApplier:
 
     def _send(self, chunk: list[Move], final: bool) -> None:
         try:
-            try:
-                results = self.store.set_tier(self.container, [m.name for m in chunk], chunk[0].target)
-            except StorageError as exc:
-                if exc.transient and not final and _worth_retrying(exc.status):
-                    self._set_aside([(move, exc.status, exc.code, str(exc)) for move in chunk])
-                else:
-                    self._record_failures(chunk, TRANSIENT if exc.transient else "failed", exc.status, exc.code, str(exc))
-                return
-            except Exception as exc:  # a bug must not vanish inside a worker thread
-                logger.exception("batch of %d blobs failed unexpectedly", len(chunk))
-                self._record_failures(chunk, "failed", None, None, f"{type(exc).__name__}: {exc}")
-                return
+            results = self.store.set_tier(self.container, [m.name for m in chunk], chunk[0].target)
+        except StorageError as exc:
+            if exc.transient and not final and _worth_retrying(exc.status):
+                self._set_aside([(move, exc.status, exc.code, str(exc)) for move in chunk])
+            else:
+                self._record_failures(chunk, TRANSIENT if exc.transient else FAILED, exc.status, exc.code, str(exc))
+        except Exception as exc:  # a bug must not vanish inside a worker thread
+            logger.exception("batch of %d blobs failed unexpectedly", len(chunk))
+            self._record_failures(chunk, FAILED, None, None, f"{type(exc).__name__}: {exc}")
+        else:
             self._account(chunk, results, final)
         finally:
             self._slots.release()
@@ -311,7 +313,7 @@ class BatchApplier:
                 else:
                     self._failure(r.name, r.outcome, r.status, r.code, None)
             for move in unanswered.values():
-                self._failure(move.name, "failed", None, None, "the batch response had no answer for this blob")
+                self._failure(move.name, FAILED, None, None, "the batch response had no answer for this blob")
         if retry:
             self._set_aside(retry)
 
@@ -335,8 +337,7 @@ class BatchApplier:
 
     def close(self, tick: Callable[[], None] | None = None) -> Applied:
         """Send what is left, wait for every batch, then retry transient failures; `tick` runs on this thread meanwhile."""
-        for target in list(self._pending):
-            self._submit(self._pending.pop(target))
+        self._flush()
         self._wait(tick)
         for round_, delay in enumerate(self._retry_delays, start=1):
             with self._lock:  # every batch has finished: nothing else touches the list now
@@ -353,12 +354,9 @@ class BatchApplier:
                 break
             self.applied.retried += len(moves)
             final = round_ == len(self._retry_delays)
-            by_target: dict[str, list[Move]] = defaultdict(list)
             for move in moves:
-                by_target[move.target].append(move)
-            for same_target in by_target.values():
-                for start in range(0, len(same_target), BATCH_LIMIT):
-                    self._submit(same_target[start : start + BATCH_LIMIT], final)
+                self.add(move, final)
+            self._flush(final)
             self._wait(tick)
         self._pool.shutdown(wait=True)
         return self.applied
@@ -473,12 +471,11 @@ def _drain(decide: Callable[[BlobItem], Move | None], items: Iterable[BlobItem],
 def _log_summary(report: SweepReport) -> None:
     if report.plan is None:
         return
-    plan, applied = report.plan, report.applied
+    plan, applied = report.plan, report.applied or Applied()
     logger.info(
         "sweep %s%s: listed=%d plan_move=%d (%d bytes) moved=%d gone=%d skipped=%d failed=%d retried=%d unknown=%d "
         "unfinished_sets=%d %.1fs",
         report.container, " (dry run)" if report.dry_run else "", plan.listed, plan.moves.count, plan.moves.bytes,
-        applied.done.count if applied else 0, applied.gone if applied else 0, applied.skipped if applied else 0,
-        applied.failed if applied else 0, applied.retried if applied else 0, plan.unknown.count, len(plan.unfinished),
+        applied.done.count, applied.gone, applied.skipped, applied.failed, applied.retried, plan.unknown.count, len(plan.unfinished),
         report.seconds,
     )

@@ -154,3 +154,15 @@ def test_bad_schedule_is_refused_naming_the_setting(monkeypatch):
     with pytest.raises(SettingsError, match="RETIER_SWEEP_SCHEDULE"):
         sweep_schedule({"RETIER_SWEEP_SCHEDULE": "every day"})
     assert sweep_schedule({"RETIER_SWEEP_SCHEDULE": "0 0 */6 * * *"}) == "0 0 */6 * * *"
+
+
+def test_publish_leaves_out_the_local_tools_and_keeps_what_the_app_imports():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    ignored = {line.strip().rstrip("/") for line in (root / ".funcignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    # Azurite (.tools), the virtualenv and the test and bench code must not be uploaded ...
+    assert {".venv", ".tools", "tests", "bench", "local.settings.json"} <= ignored
+    # ... and nothing the app imports or the host reads may be left out.
+    assert not ignored & {"retier", "function_app.py", "host.json", "requirements.txt"}

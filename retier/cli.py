@@ -9,6 +9,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 from retier import __version__, events, names
 
@@ -311,26 +312,30 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from retier.costs import load_prices
-    from retier.restore import re_archive_charges
+    from retier.costs import early_deletion, load_prices
     from retier.sweep import sweep_container
 
     service = _service()
     container = args.container
     hold = service.store.get_hold(container)
-    if args.now:
-        prices = load_prices()
-        count, charge = re_archive_charges(service.store, container, service.settings, prices)
-        if count:
-            print(f"warning: re-archiving now moves {count} volumes out of Cool/Cold before their minimum days: "
-                  f"an early-deletion charge of about {_money(charge, prices['currency'])}")
+    prices = load_prices() if args.now else None  # before anything changes: a bad RETIER_PRICES stops here
     service.store.clear_hold(container)
     print(f"{container}: restore hold {'lifted (' + hold + ')' if hold else 'was not set'}")
     if not args.now:
         print("  the next event or the daily sweep re-tiers the volumes; `retier release --now` does it at once")
         return EXIT_OK
-    report = sweep_container(service.store, container, service.settings)
+    now = datetime.now(timezone.utc)
+    early = []  # fees of the moves out of a tier before its minimum days
+
+    def on_move(move) -> None:
+        if fee := early_deletion(move.size, move.current, move.since, now, prices):
+            early.append(fee)
+
+    report = sweep_container(service.store, container, service.settings, on_move=on_move)
     _print_report(report)
+    if early:
+        print(f"note: {len(early)} of these volumes left their tier before its minimum days: "
+              f"an early-deletion charge of about {_money(sum(early), prices['currency'])}")
     return EXIT_OK if report.ok else EXIT_RETRY
 
 

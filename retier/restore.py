@@ -333,22 +333,3 @@ def wait_until_online(
         if not plan.by_state()["rehydrating"]:
             return plan
         sleep(interval)
-
-
-def re_archive_charges(store: BlobStore, container: str, settings: Settings, prices: dict, now: datetime | None = None) -> tuple[int, float]:
-    """Volumes a sweep would move now out of Cool/Cold before their minimum days, and the charge."""
-    from retier import policy
-
-    now = now or datetime.now(timezone.utc)
-    count, charge = 0, 0.0
-    for item in store.list_blobs(container):
-        name = names.parse(item.name)
-        if name.kind is not Kind.VOLUME or item.tier not in ("Cool", "Cold"):
-            continue
-        if policy.decide(name, item.tier, item.archive_status, settings.policy).move:
-            since = item.tier_change_time or item.creation_time
-            fee = costs.early_deletion(item.size, item.tier, since, now, prices)
-            if fee > 0:
-                count += 1
-                charge += fee
-    return count, charge

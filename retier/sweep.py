@@ -54,6 +54,7 @@ class Move:
     current: str
     target: str
     size: int
+    since: datetime | None = None  # when the blob reached its current tier (for early-deletion charges)
 
 
 @dataclass
@@ -150,7 +151,7 @@ class Planner:
         if not decision.move:
             self.plan.kept_reasons[decision.reason] += 1
             return None
-        return Move(name.name, name.kind.value, before, decision.target, item.size)
+        return Move(name.name, name.kind.value, before, decision.target, item.size, item.tier_change_time or item.creation_time)
 
     def feed(self, item: BlobItem) -> Move | None:
         """One blob of the container's listing: a Move to apply now, or None."""
@@ -424,10 +425,12 @@ def sweep_container(
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[Plan, Applied | None], None] | None = None,
     retry_delays: Sequence[float] = RETRY_DELAYS,
+    on_move: Callable[[Move], None] | None = None,
 ) -> SweepReport:
     """List `container` once, decide every blob, and (unless dry_run) apply the moves in batches.
 
     Tier changes that fail transiently are sent again at the end, after each of `retry_delays`.
+    `on_move` sees every move planned, on this thread, as the listing streams past.
     """
     started = time.monotonic()
     report = SweepReport(container, dry_run)
@@ -441,9 +444,10 @@ def sweep_container(
         # Progress is reported from this thread only: the plan is not shared with the workers.
         tick = (lambda: progress(planner.plan, applier and applier.applied)) if progress else None
         try:
-            _drain(planner.feed, store.list_blobs(container), applier, tick)
+            _drain(planner.feed, store.list_blobs(container), applier, tick, on_move)
             for key, prefix in planner.sets_to_relist():
-                _drain(lambda item, key=key: planner.feed_relisted(key, item), store.list_blobs(container, prefix), applier, tick)
+                _drain(lambda item, key=key: planner.feed_relisted(key, item), store.list_blobs(container, prefix), applier, tick,
+                       on_move)
         finally:
             if applier:
                 report.applied = applier.close(tick)
@@ -457,10 +461,13 @@ def sweep_container(
     return report
 
 
-def _drain(decide: Callable[[BlobItem], Move | None], items: Iterable[BlobItem], applier: BatchApplier | None, tick) -> None:
+def _drain(decide: Callable[[BlobItem], Move | None], items: Iterable[BlobItem], applier: BatchApplier | None, tick,
+           on_move: Callable[[Move], None] | None) -> None:
     last = time.monotonic()
     for item in items:
         move = decide(item)
+        if move and on_move:
+            on_move(move)
         if move and applier:
             applier.add(move)
         if tick and time.monotonic() - last > 0.25:

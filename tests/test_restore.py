@@ -188,5 +188,15 @@ def test_release_now_warns_about_early_deletion_out_of_cold(archived, container,
     client, store, settings = archived
     rehydrate(store, plan_restore(store, container, settings), to="Cold")
     out = run_retier("release", "--container", container, "--now", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"})
-    assert out.returncode == 0 and "early-deletion charge" in out.stdout
+    assert out.returncode == 0, out.stdout + out.stderr
+    (note,) = [line for line in out.stdout.splitlines() if "early-deletion charge" in line]
+    assert note.startswith(f"note: {len(VOLUMES)} of these volumes left their tier before its minimum days")
+    assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}
+
+
+def test_release_now_out_of_hot_owes_no_early_deletion(archived, container, azurite_connection_string, run_retier):
+    client, store, settings = archived
+    rehydrate(store, plan_restore(store, container, settings), to="Hot")
+    out = run_retier("release", "--container", container, "--now", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"})
+    assert out.returncode == 0 and "early-deletion" not in out.stdout
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}

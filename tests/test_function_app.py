@@ -41,7 +41,6 @@ def test_timer_binding_runs_daily_by_default():
 
 def test_app_registers_one_event_grid_trigger_named_retier_blob_created():
     fn = _function()
-    assert fn.get_function_name() == "retier_blob_created"
     (binding,) = fn.get_bindings()
     assert binding.get_dict_repr() == {"type": "eventGridTrigger", "direction": func.decorators.core.BindingDirection.IN, "name": "event"}
     assert json.loads(fn.get_function_json())["bindings"][0]["type"] == "eventGridTrigger"
@@ -100,11 +99,15 @@ def test_registered_function_raises_for_a_transient_failure_so_event_grid_redeli
 
 
 @pytest.mark.azurite
-def test_registered_function_returns_quietly_for_an_event_it_ignores(blob_service, container, function_env):
+def test_registered_function_returns_quietly_for_an_event_it_ignores(blob_service, container, function_env, caplog):
     client = blob_service.get_container_client(container)
-    client.upload_blob("notes.txt", b"data")
-    _function().get_user_function()(_grid_event(container, "notes.txt", blob_service.url.rstrip("/")))
-    assert [b.blob_tier for b in client.list_blobs()] == ["Hot"]
+    for name in [*VOLS, SIGS, MANIFEST, "notes.txt"]:  # a finished set beside it: the event must not finish it
+        client.upload_blob(name, b"data")
+    with caplog.at_level("INFO"):
+        assert _function().get_user_function()(_grid_event(container, "notes.txt", blob_service.url.rstrip("/"))) is None
+    assert {b.blob_tier for b in client.list_blobs()} == {"Hot"}
+    (said,) = [r.getMessage() for r in caplog.records if "notes.txt" in r.getMessage()]
+    assert "status=ignored" in said and "not a duplicity object" in said
 
 
 class _Timer(func.TimerRequest):
@@ -119,6 +122,20 @@ def test_timer_sweeps_the_configured_containers(blob_service, container, functio
         client.upload_blob(name, b"data")
     assert _functions()["retier_sweep"].get_user_function()(_Timer()) is None
     assert {b.name: b.blob_tier for b in client.list_blobs()} == {VOLS[0]: "Cold", VOLS[1]: "Cold", SIGS: "Hot", MANIFEST: "Hot", "notes.txt": "Hot"}
+
+
+@pytest.mark.azurite
+def test_timer_fails_the_run_naming_a_container_it_could_not_sweep_and_sweeps_the_others(blob_service, container, function_env):
+    from retier.functions import RetryLater
+
+    gone = container + "-gone"
+    function_env.setenv("RETIER_CONTAINERS", f"{container},{gone}")
+    client = blob_service.get_container_client(container)
+    for name in [*VOLS, MANIFEST]:
+        client.upload_blob(name, b"data")
+    with pytest.raises(RetryLater, match=f"sweep incomplete for {gone}$"):
+        _functions()["retier_sweep"].get_user_function()(_Timer())
+    assert {b.name: b.blob_tier for b in client.list_blobs()} == {VOLS[0]: "Cold", VOLS[1]: "Cold", MANIFEST: "Hot"}
 
 
 @pytest.mark.azurite

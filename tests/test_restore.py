@@ -72,11 +72,22 @@ def test_plan_asks_for_a_prefix_when_a_container_holds_several_backups(archived,
     assert len(plan_restore(store, container, settings, prefix="").volumes) == len(VOLUMES)
 
 
-def test_rehydrate_holds_first_then_brings_only_planned_volumes_online_in_place(archived, container):
-    client, store, settings = archived
+class RecordingStore(BlobStore):
+    """Real Azurite; remembers, for every tier change, the hold at that moment and the priority asked."""
+
+    def set_tier(self, container, names, tier, **kwargs):
+        self.calls = [*getattr(self, "calls", []), (self.get_hold(container), kwargs.get("rehydrate_priority"), list(names))]
+        return super().set_tier(container, names, tier, **kwargs)
+
+
+def test_rehydrate_holds_first_then_brings_only_planned_volumes_online_in_place(archived, container, azurite_connection_string):
+    client, _, settings = archived
+    store = RecordingStore.from_connection(Connection(connection_string=azurite_connection_string))
     plan = plan_restore(store, container, settings, volume_names=[FULL[1], INC2[0]])
     result = rehydrate(store, plan, to="Hot", priority="High")
     assert result.requested == 2 and result.failures == []
+    ((hold, priority, sent),) = store.calls
+    assert hold and hold.startswith("restore since") and priority == "High" and sorted(sent) == sorted([FULL[1], INC2[0]])
     assert store.get_hold(container).startswith("restore since")
     want = {**{v: "Archive" for v in VOLUMES}, **{m: "Hot" for m in META}, FULL[1]: "Hot", INC2[0]: "Hot"}
     assert tiers(client) == want

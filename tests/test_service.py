@@ -189,12 +189,52 @@ def test_metadata_moves_only_when_a_setting_asks(blob_service, container, harnes
 
 
 def test_a_manifest_event_that_moves_volumes_and_the_manifest_reads_the_hold_once(blob_service, container, harness):
-    upload(blob_service, container, FULL_SET)
+    manifest_par2 = FULL_MANIFEST + ".par2"
+    upload(blob_service, container, FULL_SET + [manifest_par2])
     h = harness(RETIER_METADATA_TIER="Cool")
     assert h.deliver(FULL_MANIFEST).status == HANDLED
-    # the set's listing, one restore-hold check, the volumes' batch, the manifest's own Set Blob Tier
-    assert h.meter.by_operation == {"list": 1, "container-properties": 1, "batch": 1, "set-tier": 1}
-    expect(blob_service, container, cold=FULL_VOLS, cool=[FULL_MANIFEST])
+    # the set's listing, one restore-hold check, a batch for the volumes, one for the manifest and its par2
+    assert h.meter.by_operation == {"list": 1, "container-properties": 1, "batch": 2}
+    expect(blob_service, container, cold=FULL_VOLS, cool=[FULL_MANIFEST, manifest_par2])
+
+
+class ThrottlingStandIn(BlobStore):
+    """Real Azurite, but `victim` comes back from its batch as 503 ServerBusy (Azurite never throttles)."""
+
+    victim = ""
+
+    def set_tier(self, container, names, tier, **kwargs):
+        from retier.storage import TRANSIENT, TierResult
+
+        names = list(names)
+        done = {r.name: r for r in super().set_tier(container, [n for n in names if n != self.victim], tier, **kwargs)}
+        return [done.get(n) or TierResult(n, tier, TRANSIENT, 503, "ServerBusy") for n in names]
+
+
+def test_a_volume_throttled_inside_the_batch_asks_event_grid_to_redeliver(blob_service, container, azurite_connection_string):
+    upload(blob_service, container, FULL_SET)
+    store = ThrottlingStandIn.from_connection(Connection(connection_string=azurite_connection_string))
+    store.victim = FULL_VOLS[1]
+    service = RetierService(load_settings({"RETIER_STORAGE": azurite_connection_string}), store)
+    (item,) = store.list_blobs(container, FULL_MANIFEST)
+    outcome = service.handle_event(blob_created_event(account=store.account_name, container=container, item=item,
+                                                      url=store.blob_url(container, FULL_MANIFEST)))
+    assert outcome.status == RETRY and outcome.retry
+    assert [(f["name"], f["status"], f["code"]) for f in outcome.failures] == [(FULL_VOLS[1], 503, "ServerBusy")]
+    expect(blob_service, container, cold=[FULL_VOLS[0], FULL_VOLS[2]])  # the redelivery moves the last one
+
+
+def test_a_permanent_storage_error_gives_up_instead_of_retrying(harness, container):
+    from retier.storage import BlobItem
+
+    h = harness()
+    missing = container + "-gone"  # no such container: 404, which no retry fixes
+    item = BlobItem(FULL_MANIFEST, 1, "Hot", True, None, None, None, None)
+    outcome = h.service.handle_event(blob_created_event(account=h.store.account_name, container=missing, item=item,
+                                                        url=h.store.blob_url(missing, FULL_MANIFEST)))
+    assert outcome.status == HANDLED and not outcome.retry
+    assert outcome.reason.startswith("gave up:") and "404" in outcome.reason
+    assert [f["name"] for f in outcome.failures] == [FULL_MANIFEST]
 
 
 @pytest.mark.parametrize("name", FOREIGN)

@@ -50,7 +50,6 @@ class Tally:
 @dataclass(frozen=True)
 class Move:
     name: str
-    kind: str
     current: str
     target: str
     size: int
@@ -151,7 +150,7 @@ class Planner:
         if not decision.move:
             self.plan.kept_reasons[decision.reason] += 1
             return None
-        return Move(name.name, name.kind.value, before, decision.target, item.size, item.tier_change_time or item.creation_time)
+        return Move(name.name, before, decision.target, item.size, item.tier_change_time or item.creation_time)
 
     def feed(self, item: BlobItem) -> Move | None:
         """One blob of the container's listing: a Move to apply now, or None."""

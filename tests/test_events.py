@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from urllib.parse import quote
+import re
+from urllib.parse import quote, unquote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -524,22 +525,6 @@ MALFORMED = {
     "account-too-short": grid_url(f"https://ab.blob.core.windows.net/duplicity/{VOLUME}", topic=None),
     "path-style-account-only": grid_url("http://127.0.0.1:10000/devstoreaccount1", topic=None),
     "path-style-empty-account": grid_url(f"http://127.0.0.1:10000//duplicity/{MANIFEST}", topic=None),
-    "container-upper-case": grid_url(f"{HOST}/Duplicity/{VOLUME}"),
-    "container-too-short": grid_url(f"{HOST}/ab/{VOLUME}"),
-    "container-too-long": grid_url(f"{HOST}/{'a' * 64}/{VOLUME}"),
-    "container-double-hyphen": grid_url(f"{HOST}/dup--licity/{VOLUME}"),
-    "container-leading-hyphen": grid_url(f"{HOST}/-duplicity/{VOLUME}"),
-    "container-encoded-slash": grid_url(f"{HOST}/dup%2Flicity/{VOLUME}"),
-    "container-unknown-special": grid_url(f"{HOST}/$secret/{VOLUME}"),
-    "name-too-long": grid_url(URL + "n" * 1025),
-    "name-encoded-nul": grid_url(URL + "a%00b"),
-    "name-encoded-newline": grid_url(URL + "a%0Ab"),
-    "name-encoded-del": grid_url(URL + "a%7Fb"),
-    "name-encoded-c1-control": grid_url(URL + "a%C2%85b"),
-    "name-invalid-utf8": grid_url(URL + "a%FFb"),
-    "name-dot-dot-segment": grid_url(f"{URL}host1/../{VOLUME}"),
-    "name-encoded-dot-segment": grid_url(f"{URL}host1/%2E%2E/{VOLUME}"),
-    "name-only-dot": grid_url(URL + "."),
     "content-length-bool": grid_data(contentLength=True),
     "content-length-negative": grid_data(contentLength=-1),
     "content-length-float": grid_data(contentLength=524288.0),
@@ -560,6 +545,81 @@ def test_malformed_events_are_invalid_with_a_short_reason(event):
 
     assert caught.value.reason
     assert len(caught.value.reason) < 400
+
+
+def addressed(raw_container: str, raw_name: str, subject_name: str | None = None) -> dict:
+    """An event whose subject names the same container and blob as its url, so only the name checks can object.
+
+    The subject carries the decoded container and ``subject_name`` (the decoded
+    blob name unless given), as Azure writes it.
+    """
+    container = unquote(raw_container, errors="strict")
+    name = unquote(raw_name, errors="strict") if subject_name is None else subject_name
+    return blob_event(f"{HOST}/{raw_container}/{raw_name}", name, container=container)
+
+
+def bad_container(raw: str, decoded: str | None = None) -> tuple[dict, str]:
+    return addressed(raw, VOLUME), f"{decoded or raw!r} is not a valid container name"
+
+
+def bad_name(raw: str, fragment: str, *, subject_name: str | None = None) -> tuple[dict, str]:
+    return addressed("duplicity", raw, subject_name), fragment
+
+
+def unsafe_name(raw: str, problem: str) -> tuple[dict, str]:
+    return bad_name(raw, f"blob name {unquote(raw)!r} {problem}")
+
+
+# (event, the reason it must be rejected with). Each event is otherwise consistent,
+# so removing the check it targets makes it parse.
+BAD_BLOB_ADDRESSES = {
+    "container-upper-case": bad_container("Duplicity"),
+    "container-too-short": bad_container("ab"),
+    "container-too-long": bad_container("a" * 64),
+    "container-double-hyphen": bad_container("dup--licity"),
+    "container-leading-hyphen": bad_container("-duplicity"),
+    "container-trailing-hyphen": bad_container("duplicity-"),
+    # No subject can agree with a container holding "/": the reason must still be this one.
+    "container-encoded-slash": bad_container("dup%2Flicity", "dup/licity"),
+    "container-unknown-special": bad_container("$secret"),
+    "name-too-long": bad_name("n" * 1025, "blob name is 1025 characters; Azure allows 1024"),
+    "name-encoded-nul": unsafe_name("a%00b", "contains control characters"),
+    "name-encoded-newline": unsafe_name("a%0Ab", "contains control characters"),
+    "name-encoded-del": unsafe_name("a%7Fb", "contains control characters"),
+    "name-encoded-c1-control": unsafe_name("a%C2%85b", "contains control characters"),
+    # Azure's subject may carry the name as in the url; a lenient decode would accept it.
+    "name-invalid-utf8": bad_name(
+        "a%FFb", "data.url blob name is not valid percent-encoded UTF-8", subject_name="a%FFb"
+    ),
+    "name-dot-dot-segment": unsafe_name(f"host1/../{VOLUME}", "has a '.' or '..' path segment"),
+    "name-encoded-dot-segment": unsafe_name(f"host1/%2E%2E/{VOLUME}", "has a '.' or '..' path segment"),
+    "name-only-dot": unsafe_name(".", "has a '.' or '..' path segment"),
+    "name-trailing-dot-segment": unsafe_name("host1/.", "has a '.' or '..' path segment"),
+}
+
+
+@pytest.mark.parametrize(
+    "event, fragment", BAD_BLOB_ADDRESSES.values(), ids=BAD_BLOB_ADDRESSES.keys()
+)
+def test_bad_container_and_blob_names_are_invalid_for_that_reason(event, fragment):
+    with pytest.raises(InvalidEvent, match=re.escape(fragment)):
+        parse_event(event)
+
+
+@pytest.mark.parametrize(
+    "raw_container, raw_name",
+    [
+        ("duplicity", VOLUME),
+        ("abc", "n" * 1024),
+        ("a" * 63, "a%C2%A0b"),
+        ("dup-li-city", "host1/..x/.y/...z"),
+        ("%24web", "a%2Bb"),
+    ],
+)
+def test_the_bad_address_events_differ_from_accepted_ones_only_in_the_bad_name(raw_container, raw_name):
+    created = parse_event(addressed(raw_container, raw_name))
+
+    assert (created.container, created.blob) == (unquote(raw_container), unquote(raw_name))
 
 
 def test_a_url_with_a_query_is_invalid_and_the_query_is_not_echoed():

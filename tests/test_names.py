@@ -387,8 +387,19 @@ def test_single_character_edits_of_short_names_are_unknown_unless_duplicity_writ
     check_against_duplicity(edited, asked["prefix"])
 
 
+# Any text, or text in front of a name that is often a valid one (duplicity's own, or a near miss).
+any_text_or_names = st.one_of(
+    st.text(max_size=80),
+    st.tuples(
+        st.text(max_size=20),
+        st.one_of(written_names().map(lambda w: w[0]), written_names(short=True).map(lambda w: w[0]),
+                  long_candidates(), short_candidates()),
+    ).map("".join),
+)
+
+
 @SETTINGS
-@given(st.text(max_size=80))
+@given(any_text_or_names)
 def test_parse_never_raises_and_keeps_the_name(text):
     ours = parse(text)
     assert ours.name == text
@@ -665,14 +676,34 @@ def belongs_to(name: str, manifest: DuplicityName, prefixes: Prefixes) -> bool:
     return v.kind is Kind.VOLUME and set_key(v, **mapping) == set_key(manifest, **mapping)
 
 
+@dataclass(frozen=True)
+class TwoSets:
+    """Every name of one backup set (`names`) and of another (`other_names`), under the same prefixes."""
+
+    short: bool
+    prefixes: Prefixes
+    names: dict[str, list[str]]
+    other_names: dict[str, list[str]]
+
+    @property
+    def mapping(self) -> dict[str, str]:
+        return {"manifest_prefix": self.prefixes.manifest, "archive_prefix": self.prefixes.archive}
+
+
+@st.composite
+def two_sets(draw, prefix_choices=LISTING_PREFIXES, volumes: int = 3) -> TwoSets:
+    """Two different backup sets of the same naming (long or short) under prefixes from `prefix_choices`."""
+    short = draw(st.booleans())
+    prefixes = draw(st.sampled_from(prefix_choices))
+    mine = draw(backup_sets(short))
+    other = draw(backup_sets(short).filter(lambda s: s != mine))
+    return TwoSets(short, prefixes, set_names(mine, prefixes, short, volumes), set_names(other, prefixes, short, volumes))
+
+
 @settings(SETTINGS, max_examples=60)
-@given(st.booleans(), st.data())
-def test_volume_listing_prefix_lists_the_sets_volumes_and_no_other_sets(short, data):
-    prefixes = data.draw(st.sampled_from(LISTING_PREFIXES))
-    mine = data.draw(backup_sets(short))
-    other = data.draw(backup_sets(short).filter(lambda s: s != mine))
-    names, other_names = set_names(mine, prefixes, short), set_names(other, prefixes, short)
-    mapping = {"manifest_prefix": prefixes.manifest, "archive_prefix": prefixes.archive}
+@given(two_sets())
+def test_volume_listing_prefix_lists_the_sets_volumes_and_no_other_sets(sets):
+    prefixes, names, other_names, mapping = sets.prefixes, sets.names, sets.other_names, sets.mapping
     for manifest_name in names["manifest"]:
         manifest = parse(manifest_name)
         listing = volume_listing_prefix(manifest, **mapping)
@@ -685,13 +716,9 @@ def test_volume_listing_prefix_lists_the_sets_volumes_and_no_other_sets(short, d
 
 
 @settings(SETTINGS, max_examples=60)
-@given(st.booleans(), st.data())
-def test_manifest_listing_prefix_finds_the_sets_manifest_from_any_member(short, data):
-    prefixes = data.draw(st.sampled_from(LISTING_PREFIXES))
-    mine = data.draw(backup_sets(short))
-    other = data.draw(backup_sets(short).filter(lambda s: s != mine))
-    names, other_names = set_names(mine, prefixes, short), set_names(other, prefixes, short)
-    mapping = {"manifest_prefix": prefixes.manifest, "archive_prefix": prefixes.archive}
+@given(two_sets())
+def test_manifest_listing_prefix_finds_the_sets_manifest_from_any_member(sets):
+    names, other_names, mapping = sets.names, sets.other_names, sets.mapping
     set_id = parse(names["manifest"][0]).set_id
     for member in itertools.chain(*names.values()):
         obj = parse(member)
@@ -780,13 +807,10 @@ def test_set_id_is_type_times_and_the_short_flag(name, set_id):
 
 
 @SETTINGS
-@given(st.booleans(), st.data())
-def test_a_sets_objects_share_its_set_id_and_other_sets_do_not(short, data):
-    mine = data.draw(backup_sets(short))
-    other = data.draw(backup_sets(short).filter(lambda s: s != mine))
-    prefixes = data.draw(st.sampled_from(PREFIX_CHOICES))
-    ids = {parse(n).set_id for n in itertools.chain(*set_names(mine, prefixes, short, volumes=2).values())}
-    other_ids = {parse(n).set_id for n in itertools.chain(*set_names(other, prefixes, short, volumes=2).values())}
+@given(two_sets(PREFIX_CHOICES, volumes=2))
+def test_a_sets_objects_share_its_set_id_and_other_sets_do_not(sets):
+    ids = {parse(n).set_id for n in itertools.chain(*sets.names.values())}
+    other_ids = {parse(n).set_id for n in itertools.chain(*sets.other_names.values())}
     assert len(ids) == len(other_ids) == 1
     assert ids != other_ids
     hash(ids.pop())

@@ -78,16 +78,33 @@ def test_unknown_current_tier_is_left_alone(current):
 
 @given(
     kind=st.sampled_from([VOLUME, MANIFEST, SIGS, JSONSTAT, UNKNOWN]),
-    current=st.sampled_from(TIERS),
-    status=st.sampled_from([None, "rehydrate-pending-to-hot", "rehydrate-pending-to-cold"]),
+    current=st.sampled_from([*TIERS, "cool", " ARCHIVE ", None, "P10"]),
+    status=st.sampled_from([None, "", "rehydrate-pending-to-hot", "rehydrate-pending-to-cold"]),
     volume_tier=st.sampled_from(["Cool", "Cold", "Archive"]),
     metadata_tier=st.sampled_from([None, "Hot", "Cool", "Cold"]),
 )
 def test_no_decision_ever_moves_warmer_or_archives_metadata(kind, current, status, volume_tier, metadata_tier):
     d = decide(kind, current, status, Policy(volume_tier=volume_tier, metadata_tier=metadata_tier))
+
+    # The whole rule, stated independently of decide(): a recognised object with a
+    # target, not rehydrating, in a known tier warmer than its target, moves there;
+    # nothing else moves.
+    target = {
+        names.Kind.VOLUME: volume_tier,
+        names.Kind.MANIFEST: metadata_tier,
+        names.Kind.SIGNATURES: metadata_tier,
+        names.Kind.JSONSTAT: metadata_tier,
+        names.Kind.UNKNOWN: None,
+    }[kind.kind]
+    known = current.strip().capitalize() if current and current.strip().capitalize() in TIERS else None
+    must_move = target is not None and not status and known is not None and TIERS.index(target) > TIERS.index(known)
+    assert d.move is must_move
+    assert (d.name, d.kind) == (kind.name, kind.kind.value)
     if d.move:
-        assert TIERS.index(d.target) > TIERS.index(current)
-        assert status is None
+        assert (d.current, d.target) == (known, target)
+        assert d.to_dict()["to"] == target
+        assert TIERS.index(d.target) > TIERS.index(d.current)
         assert kind.kind is not names.Kind.UNKNOWN
-        if kind.is_metadata:
-            assert d.target != "Archive"
+        assert not (kind.is_metadata and d.target == "Archive")
+    else:
+        assert d.to_dict()["to"] == d.current

@@ -77,9 +77,13 @@ def test_duplicity_connection_string_is_a_fallback_for_the_cli_only():
 
 
 def test_retier_storage_wins_over_duplicity_connection_string():
-    other = AZURE_OTHER = AZURITE.replace("devstoreaccount1", "other")
-    cfg = load_settings({"RETIER_STORAGE": AZURITE, "AZURE_CONNECTION_STRING": AZURE_OTHER}, allow_duplicity_env=True)
-    assert cfg.account_name == "devstoreaccount1" and other
+    other = AZURITE.replace("devstoreaccount1", "otheraccount")
+    # On its own, the duplicity variable would be used, and would name the other account...
+    assert load_settings({"AZURE_CONNECTION_STRING": other}, allow_duplicity_env=True).account_name == "otheraccount"
+    # ...but with RETIER_STORAGE also set, RETIER_STORAGE is the connection used.
+    cfg = load_settings({"RETIER_STORAGE": AZURITE, "AZURE_CONNECTION_STRING": other}, allow_duplicity_env=True)
+    assert cfg.account_name == "devstoreaccount1"
+    assert (cfg.connection.source, cfg.connection.connection_string) == ("RETIER_STORAGE", AZURITE)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ def retier_blob_created(event: func.EventGridEvent) -> None:
 
 # The schedule is read when the worker indexes the app (RETIER_SWEEP_SCHEDULE, daily by default).
 @app.function_name(name="retier_sweep")
-@app.timer_trigger(arg_name="timer", schedule=sweep_schedule(), run_on_startup=False, use_monitor=True)
+@app.timer_trigger(
+    arg_name="timer", schedule=sweep_schedule(), run_on_startup=False, use_monitor=True
+)
 def retier_sweep(timer: func.TimerRequest) -> None:
     # Catches backups made before deployment and events Event Grid gave up on. Logs a summary
     # per container; a container on restore hold is left alone.

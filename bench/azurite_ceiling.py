@@ -71,11 +71,15 @@ def measure(admin: BlobServiceClient, container: str, n: int, ops: int, workers:
     t2, cpu2 = time.perf_counter(), server_cpu_s()
 
     moved = set(single) | set(batched)
-    wrong = [b.name for b in client.list_blobs() if b.blob_tier != (TIER if b.name in moved else "Hot")]
+    wrong = [
+        b.name for b in client.list_blobs() if b.blob_tier != (TIER if b.name in moved else "Hot")
+    ]
     if wrong:
         raise BenchError(f"{container}: {len(wrong)} blob(s) at the wrong tier, e.g. {wrong[:3]}")
     if None in (cpu0, cpu1, cpu2):
-        raise BenchError("cannot read Azurite's CPU time: set AZURITE_PID (bench/run_azurite_ceiling does)")
+        raise BenchError(
+            "cannot read Azurite's CPU time: set AZURITE_PID (bench/run_azurite_ceiling does)"
+        )
 
     per = lambda seconds: round(seconds * 1000 / ops, 3)
     row = {
@@ -87,37 +91,63 @@ def measure(admin: BlobServiceClient, container: str, n: int, ops: int, workers:
         "batched_azurite_cpu_ms": per(cpu2 - cpu1),
     }
     row["speedup"] = round(row["single_wall_ms"] / row["batched_wall_ms"], 2)
-    row["azurite_cpu_saved"] = round(1 - row["batched_azurite_cpu_ms"] / row["single_azurite_cpu_ms"], 3)
-    progress(f"{n} blobs: single {row['single_wall_ms']} ms/blob (Azurite {row['single_azurite_cpu_ms']}), "
-             f"batched {row['batched_wall_ms']} ms/blob (Azurite {row['batched_azurite_cpu_ms']})")
+    row["azurite_cpu_saved"] = round(
+        1 - row["batched_azurite_cpu_ms"] / row["single_azurite_cpu_ms"], 3
+    )
+    progress(
+        f"{n} blobs: single {row['single_wall_ms']} ms/blob (Azurite {row['single_azurite_cpu_ms']}), "
+        f"batched {row['batched_wall_ms']} ms/blob (Azurite {row['batched_azurite_cpu_ms']})"
+    )
     return row
 
 
 def print_table(result: dict) -> None:
-    print(f"Set Blob Tier on Azurite, {result['ops']} blobs each way, per blob (ms); the clock has 10 ms ticks, "
-          "so Azurite CPU is good to about 10 ms / ops")
-    head = (f"{'blobs':>7}  {'single wall':>11} {'Azurite CPU':>11}  {'batched wall':>12} {'Azurite CPU':>11}"
-            f"  {'speed-up':>8} {'Azurite CPU saved':>17}")
+    print(
+        f"Set Blob Tier on Azurite, {result['ops']} blobs each way, per blob (ms); the clock has 10 ms ticks, "
+        "so Azurite CPU is good to about 10 ms / ops"
+    )
+    head = (
+        f"{'blobs':>7}  {'single wall':>11} {'Azurite CPU':>11}  {'batched wall':>12} {'Azurite CPU':>11}"
+        f"  {'speed-up':>8} {'Azurite CPU saved':>17}"
+    )
     print(head)
     print("-" * len(head))
     for r in result["rows"]:
-        print(f"{r['blobs']:>7}  {r['single_wall_ms']:>11.3f} {r['single_azurite_cpu_ms']:>11.3f}  {r['batched_wall_ms']:>12.3f} "
-              f"{r['batched_azurite_cpu_ms']:>11.3f}  {r['speedup']:>7.2f}x {r['azurite_cpu_saved']:>16.0%}")
-    print("speed-up: single wall / batched wall, per blob; Azurite CPU saved: how much less CPU Azurite spends on a batched blob")
+        print(
+            f"{r['blobs']:>7}  {r['single_wall_ms']:>11.3f} {r['single_azurite_cpu_ms']:>11.3f}  {r['batched_wall_ms']:>12.3f} "
+            f"{r['batched_azurite_cpu_ms']:>11.3f}  {r['speedup']:>7.2f}x {r['azurite_cpu_saved']:>16.0%}"
+        )
+    print(
+        "speed-up: single wall / batched wall, per blob; Azurite CPU saved: how much less CPU Azurite spends on a batched blob"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=[2000, 10_000], help="container sizes (default 2000,10000)")
-    parser.add_argument("--ops", type=int, default=512, help="blobs tiered each way per size, a multiple of 256 (default 512)")
-    parser.add_argument("--workers", type=int, default=16, help="upload threads for the setup (default 16)")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=[2000, 10_000],
+        help="container sizes (default 2000,10000)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=512,
+        help="blobs tiered each way per size, a multiple of 256 (default 512)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=16, help="upload threads for the setup (default 16)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     if args.ops < BATCH_LIMIT or args.ops % BATCH_LIMIT:
         parser.error(f"--ops must be a multiple of {BATCH_LIMIT}")
     conn = os.environ.get("RETIER_STORAGE") or os.environ.get("RETIER_TEST_STORAGE")
     if not conn or not os.environ.get("AZURITE_PID"):
-        parser.error("set RETIER_STORAGE and AZURITE_PID (a local Azurite and its pid), or use bench/run_azurite_ceiling")
+        parser.error(
+            "set RETIER_STORAGE and AZURITE_PID (a local Azurite and its pid), or use bench/run_azurite_ceiling"
+        )
     admin = BlobServiceClient.from_connection_string(conn)
     tag = uuid.uuid4().hex[:8]
     rows = []
@@ -129,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAIL: {exc}", file=sys.stderr)
             return 1
         finally:
-            delete_containers(admin, [container])  # one container at a time: Azurite's cost grows with the account
+            delete_containers(
+                admin, [container]
+            )  # one container at a time: Azurite's cost grows with the account
     return finish({"ops": args.ops, "tier": TIER, "rows": rows}, True, args.json, print_table)
 
 

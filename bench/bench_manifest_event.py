@@ -33,7 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # run from a checkout without installing
 
 from azure.core.exceptions import (
     HttpResponseError,
@@ -91,7 +93,9 @@ def upload_all(admin: BlobServiceClient, container: str, n: int, workers: int) -
     client = admin.get_container_client(container)
 
     def put(name: str) -> None:
-        client.upload_blob(name, b"duplicity bytes " + name.encode(), metadata=metadata_of(name), overwrite=True)
+        client.upload_blob(
+            name, b"duplicity bytes " + name.encode(), metadata=metadata_of(name), overwrite=True
+        )
 
     # duplicity's order: volumes, then signatures, then the manifest that finishes the set.
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -114,7 +118,9 @@ def reset_to_hot(admin: BlobServiceClient, container: str, volumes: list[str]) -
             raise BenchError(f"{container}: resetting tiers to Hot failed: {bad[:5]}")
 
 
-def verify(admin: BlobServiceClient, container: str, volumes: list[str], target: str, method: str) -> None:
+def verify(
+    admin: BlobServiceClient, container: str, volumes: list[str], target: str, method: str
+) -> None:
     """Every volume of the set at `target`; every other blob still Hot; all metadata as uploaded."""
     wanted = set(volumes)
     seen = 0
@@ -123,14 +129,18 @@ def verify(admin: BlobServiceClient, container: str, volumes: list[str], target:
         want_tier = target if blob.name in wanted else "Hot"
         seen += blob.name in wanted
         if blob.blob_tier != want_tier or blob.archive_status:
-            problems.append(f"{blob.name}: tier {blob.blob_tier} (archive_status {blob.archive_status}), expected {want_tier}")
+            problems.append(
+                f"{blob.name}: tier {blob.blob_tier} (archive_status {blob.archive_status}), expected {want_tier}"
+            )
         if dict(blob.metadata or {}) != metadata_of(blob.name):
             problems.append(f"{blob.name}: metadata changed to {blob.metadata}")
     if seen != len(wanted):
         problems.append(f"{len(wanted) - seen} volume(s) missing")
     if problems:
         shown = "\n  ".join(problems[:10])
-        raise BenchError(f"{method} left {container} wrong ({len(problems)} problem(s)):\n  {shown}")
+        raise BenchError(
+            f"{method} left {container} wrong ({len(problems)} problem(s)):\n  {shown}"
+        )
 
 
 # -- the two methods -------------------------------------------------------------------------
@@ -144,15 +154,26 @@ class Run:
     by_operation: dict[str, int]
 
 
-def retier_method(conn: str, admin_store: BlobStore, container: str, target: str, n: int) -> Callable[[], Run]:
+def retier_method(
+    conn: str, admin_store: BlobStore, container: str, target: str, n: int
+) -> Callable[[], Run]:
     meter = Meter()
-    store = BlobStore.from_connection(Connection(connection_string=conn), transport=CountingTransport(meter))
-    service = RetierService(load_settings({"RETIER_STORAGE": conn, "RETIER_VOLUME_TIER": target}), store)
+    store = BlobStore.from_connection(
+        Connection(connection_string=conn), transport=CountingTransport(meter)
+    )
+    service = RetierService(
+        load_settings({"RETIER_STORAGE": conn, "RETIER_VOLUME_TIER": target}), store
+    )
     manifest = next(iter(admin_store.list_blobs(container, MANIFEST)))
 
     def run() -> Run:
         # What Event Grid would deliver for the manifest; built outside the timed and metered part.
-        event = blob_created_event(account=store.account_name, container=container, item=manifest, url=store.blob_url(container, MANIFEST))
+        event = blob_created_event(
+            account=store.account_name,
+            container=container,
+            item=manifest,
+            url=store.blob_url(container, MANIFEST),
+        )
         meter.reset()
         start = time.perf_counter()
         outcome = service.handle_event(event)
@@ -170,13 +191,19 @@ def retier_method(conn: str, admin_store: BlobStore, container: str, target: str
 
 def naive_method(conn: str, container: str, target: str, n: int) -> Callable[[], Run]:
     meter = Meter()
-    client = connect(Connection(connection_string=conn), transport=CountingTransport(meter)).get_container_client(container)
+    client = connect(
+        Connection(connection_string=conn), transport=CountingTransport(meter)
+    ).get_container_client(container)
 
     def run() -> Run:
         meter.reset()
         start = time.perf_counter()
         # The naive approach needs the set's volumes too: the same one listing as retier.
-        volumes = [b.name for b in client.list_blobs(name_starts_with=VOLUME_PREFIX) if names.parse(b.name).kind is names.Kind.VOLUME]
+        volumes = [
+            b.name
+            for b in client.list_blobs(name_starts_with=VOLUME_PREFIX)
+            if names.parse(b.name).kind is names.Kind.VOLUME
+        ]
         for name in volumes:
             client.get_blob_client(name).set_standard_blob_tier(target)
         wall = time.perf_counter() - start
@@ -229,7 +256,9 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def measure_size(conn: str, admin: BlobServiceClient, n: int, args, containers: list[str]) -> tuple[Row, Row]:
+def measure_size(
+    conn: str, admin: BlobServiceClient, n: int, args, containers: list[str]
+) -> tuple[Row, Row]:
     tag = uuid.uuid4().hex[:8]
     pair = {method: f"bench-{tag}-{method}-{n}" for method in ("retier", "naive")}
     for name in pair.values():
@@ -238,7 +267,9 @@ def measure_size(conn: str, admin: BlobServiceClient, n: int, args, containers: 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda c: upload_all(admin, c, n, args.workers), pair.values()))
-    progress(f"N={n}: uploaded {2 * (n + 2 + len(unrelated_blobs()))} blobs in {time.perf_counter() - start:.1f} s")
+    progress(
+        f"N={n}: uploaded {2 * (n + 2 + len(unrelated_blobs()))} blobs in {time.perf_counter() - start:.1f} s"
+    )
 
     volumes = set_volumes(n)
     admin_store = BlobStore(admin)
@@ -254,7 +285,9 @@ def measure_size(conn: str, admin: BlobServiceClient, n: int, args, containers: 
                 verify(admin, pair[method], volumes, "Hot", f"reset before {method}")
             rows[method].runs.append(run())
             verify(admin, pair[method], volumes, args.tier, method)
-    progress(f"N={n}: retier {rows['retier'].wall_ms:.1f} ms, naive {rows['naive'].wall_ms:.1f} ms (median of {args.repeat})")
+    progress(
+        f"N={n}: retier {rows['retier'].wall_ms:.1f} ms, naive {rows['naive'].wall_ms:.1f} ms (median of {args.repeat})"
+    )
     return rows["retier"], rows["naive"]
 
 
@@ -268,20 +301,30 @@ def report(rows: list[Row], args) -> tuple[dict, bool]:
     ratios = []
     for n in sizes:
         retier, naive = by[(n, "retier")], by[(n, "naive")]
-        ratios.append({
-            "n": n,
-            "wall": ratio(naive.wall_ms, retier.wall_ms),
-            "round_trips": ratio(naive.round_trips, retier.round_trips),
-            "billable": ratio(naive.billable, retier.billable),
-        })
+        ratios.append(
+            {
+                "n": n,
+                "wall": ratio(naive.wall_ms, retier.wall_ms),
+                "round_trips": ratio(naive.round_trips, retier.round_trips),
+                "billable": ratio(naive.billable, retier.billable),
+            }
+        )
     largest = by[(sizes[-1], "retier")]
     billable_pv = largest.billable / largest.n
     trips_pv = largest.round_trips / largest.n
     checks = [
-        {"check": f"billable transactions per volume at N={largest.n}", "value": round(billable_pv, 4),
-         "limit": MAX_BILLABLE_PER_VOLUME, "pass": billable_pv <= MAX_BILLABLE_PER_VOLUME},
-        {"check": f"HTTP round trips per volume at N={largest.n}", "value": round(trips_pv, 4),
-         "limit": MAX_ROUND_TRIPS_PER_VOLUME, "pass": trips_pv <= MAX_ROUND_TRIPS_PER_VOLUME},
+        {
+            "check": f"billable transactions per volume at N={largest.n}",
+            "value": round(billable_pv, 4),
+            "limit": MAX_BILLABLE_PER_VOLUME,
+            "pass": billable_pv <= MAX_BILLABLE_PER_VOLUME,
+        },
+        {
+            "check": f"HTTP round trips per volume at N={largest.n}",
+            "value": round(trips_pv, 4),
+            "limit": MAX_ROUND_TRIPS_PER_VOLUME,
+            "pass": trips_pv <= MAX_ROUND_TRIPS_PER_VOLUME,
+        },
     ]
     ok = all(c["pass"] for c in checks)
     result = {
@@ -297,16 +340,20 @@ def report(rows: list[Row], args) -> tuple[dict, bool]:
 
 
 def print_table(result: dict) -> None:
-    print(f"One manifest event, volumes -> {result['tier']}; wall time = median of {result['repeat']} runs; "
-          "round trips and billable transactions counted per request by CountingTransport.")
+    print(
+        f"One manifest event, volumes -> {result['tier']}; wall time = median of {result['repeat']} runs; "
+        "round trips and billable transactions counted per request by CountingTransport."
+    )
     print()
     head = f"{'N':>6}  {'method':<7} {'wall ms':>9} {'round trips':>11} {'billable':>9}   {'ms/vol':>8} {'trips/vol':>10} {'billable/vol':>12}"
     print(head)
     print("-" * len(head))
     for row in result["rows"]:
         pv = row["per_volume"]
-        print(f"{row['n']:>6}  {row['method']:<7} {row['wall_ms']:>9.1f} {row['round_trips']:>11g} {row['billable']:>9g}"
-              f"   {pv['ms']:>8.3f} {pv['round_trips']:>10.4f} {pv['billable']:>12.4f}")
+        print(
+            f"{row['n']:>6}  {row['method']:<7} {row['wall_ms']:>9.1f} {row['round_trips']:>11g} {row['billable']:>9g}"
+            f"   {pv['ms']:>8.3f} {pv['round_trips']:>10.4f} {pv['billable']:>12.4f}"
+        )
     print()
     print("naive / retier")
     head = f"{'N':>6}  {'wall time':>9} {'round trips':>11} {'billable':>9}"
@@ -314,11 +361,17 @@ def print_table(result: dict) -> None:
     print("-" * len(head))
     fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"
     for r in result["ratios_naive_over_retier"]:
-        print(f"{r['n']:>6}  {fmt(r['wall']):>9} {fmt(r['round_trips']):>11} {fmt(r['billable']):>9}")
+        print(
+            f"{r['n']:>6}  {fmt(r['wall']):>9} {fmt(r['round_trips']):>11} {fmt(r['billable']):>9}"
+        )
     print()
     for c in result["criterion"]:
-        print(f"{'PASS' if c['pass'] else 'FAIL'}: {c['check']} = {c['value']:g} (limit {c['limit']:g})")
-    print(f"wall time naive/retier at N={result['rows'][-1]['n']}: {fmt(result['wall_ratio_at_largest_n'])}")
+        print(
+            f"{'PASS' if c['pass'] else 'FAIL'}: {c['check']} = {c['value']:g} (limit {c['limit']:g})"
+        )
+    print(
+        f"wall time naive/retier at N={result['rows'][-1]['n']}: {fmt(result['wall_ratio_at_largest_n'])}"
+    )
 
 
 def parse_sizes(text: str, minimum: int = 1) -> list[int]:
@@ -326,7 +379,9 @@ def parse_sizes(text: str, minimum: int = 1) -> list[int]:
     try:
         sizes = sorted({int(s) for s in text.replace(" ", "").split(",") if s})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 1,100,1000") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected comma-separated integers, e.g. 1,100,1000"
+        ) from None
     if not sizes or sizes[0] < minimum:
         raise argparse.ArgumentTypeError(f"sizes must be integers of at least {minimum}")
     return sizes
@@ -337,10 +392,27 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog="example: RETIER_STORAGE='...' python bench/bench_manifest_event.py --sizes 1,100,1000 --repeat 3",
     )
-    parser.add_argument("--sizes", type=parse_sizes, default=[1, 100, 1000], help="volumes per set (default 1,100,1000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per size and method; the median is reported (default 3)")
-    parser.add_argument("--tier", type=canonical_tier, default="Cold", help="target tier for the volumes (default Cold)")
-    parser.add_argument("--workers", type=int, default=16, help="upload threads for the setup (default 16)")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=[1, 100, 1000],
+        help="volumes per set (default 1,100,1000)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per size and method; the median is reported (default 3)",
+    )
+    parser.add_argument(
+        "--tier",
+        type=canonical_tier,
+        default="Cold",
+        help="target tier for the volumes (default Cold)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=16, help="upload threads for the setup (default 16)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.workers < 1:
@@ -349,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tier must be one of {', '.join(VOLUME_TIERS)}")
     conn = os.environ.get("RETIER_STORAGE") or os.environ.get("RETIER_TEST_STORAGE")
     if not conn:
-        parser.error("set RETIER_STORAGE (or RETIER_TEST_STORAGE) to an Azurite connection string, or use bench/run")
+        parser.error(
+            "set RETIER_STORAGE (or RETIER_TEST_STORAGE) to an Azurite connection string, or use bench/run"
+        )
 
     admin = connect(Connection(connection_string=conn))
     containers: list[str] = []

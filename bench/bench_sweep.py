@@ -73,7 +73,9 @@ from retier.storage import connect
 # Done criteria of the issue.
 MIN_ROUND_TRIP_RATIO = 100  # naive / retier round trips, per blob
 MIN_SPEED_RATIO = {"direct": 5.0, "proxy": 10.0}  # retier / naive blobs per second
-MAX_MEMORY_GROWTH = 1.5  # peak memory, largest / smallest container, with the blobs multiplied by >= 3
+MAX_MEMORY_GROWTH = (
+    1.5  # peak memory, largest / smallest container, with the blobs multiplied by >= 3
+)
 MIN_PROXY_REQUEST_MS = DEFAULT_DELAY * 1000
 LISTING_PAGE = 5000  # blobs per List Blobs page, the service's maximum and the SDK's default
 
@@ -121,7 +123,9 @@ def reset_to_hot(admin: BlobServiceClient, container: str, history: History) -> 
     verify(admin, container, history, "Hot", "reset to Hot")
 
 
-def verify(admin: BlobServiceClient, container: str, history: History, target: str, method: str) -> None:
+def verify(
+    admin: BlobServiceClient, container: str, history: History, target: str, method: str
+) -> None:
     """Every volume of a finished set at `target`; every other blob still Hot; nothing missing or extra."""
     expected = {b.name: (target if b.to_tier else "Hot") for b in history.blobs}
     problems: list[str] = []
@@ -133,12 +137,16 @@ def verify(admin: BlobServiceClient, container: str, history: History, target: s
             continue
         seen += 1
         if blob.blob_tier != want or blob.archive_status:
-            problems.append(f"{blob.name}: tier {blob.blob_tier} (archive_status {blob.archive_status}), expected {want}")
+            problems.append(
+                f"{blob.name}: tier {blob.blob_tier} (archive_status {blob.archive_status}), expected {want}"
+            )
     if seen != len(expected):
         problems.append(f"{len(expected) - seen} blob(s) missing")
     if problems:
         shown = "\n  ".join(problems[:10])
-        raise BenchError(f"{method} left {container} wrong ({len(problems)} problem(s)):\n  {shown}")
+        raise BenchError(
+            f"{method} left {container} wrong ({len(problems)} problem(s)):\n  {shown}"
+        )
 
 
 # -- the two sweeps, each run in a child process ------------------------------------------------
@@ -170,7 +178,11 @@ def naive_sweep(client, settings, *, dry_run: bool) -> dict:
     prefixes = settings.name_prefixes
     parsed = [(names.parse(name), tier, status) for name, tier, status in listed]
     # The same rule as retier: a set is finished when its manifest exists (same set, same prefix).
-    finished = {names.set_key(n, **prefixes) for n, _, _ in parsed if n.kind is names.Kind.MANIFEST and not n.par2}
+    finished = {
+        names.set_key(n, **prefixes)
+        for n, _, _ in parsed
+        if n.kind is names.Kind.MANIFEST and not n.par2
+    }
     moved = 0
     for n, tier, status in parsed:
         if n.kind is not names.Kind.VOLUME or names.set_key(n, **prefixes) not in finished:
@@ -180,7 +192,13 @@ def naive_sweep(client, settings, *, dry_run: bool) -> dict:
             if not dry_run:
                 client.get_blob_client(n.name).set_standard_blob_tier(decision.target)
             moved += 1
-    return {"listed": len(listed), "planned": moved, "moved": 0 if dry_run else moved, "failures": 0, "ok": True}
+    return {
+        "listed": len(listed),
+        "planned": moved,
+        "moved": 0 if dry_run else moved,
+        "failures": 0,
+        "ok": True,
+    }
 
 
 def retier_sweep(store, container: str, settings, *, dry_run: bool, workers: int) -> dict:
@@ -188,7 +206,9 @@ def retier_sweep(store, container: str, settings, *, dry_run: bool, workers: int
 
     # No retry pauses: a tier change that still fails after the SDK's retries fails the run
     # (check_run) instead of adding 5 or 35 s to the time measured.
-    report = sweep_container(store, container, settings, dry_run=dry_run, workers=workers, retry_delays=())
+    report = sweep_container(
+        store, container, settings, dry_run=dry_run, workers=workers, retry_delays=()
+    )
     plan, applied = report.plan, report.applied
     return {
         "listed": plan.listed if plan else 0,
@@ -213,7 +233,10 @@ def child(spec: dict) -> dict:
     container_client = client.get_container_client(spec["container"])
     if spec["method"] == "retier":
         import retier.sweep  # noqa: F401  (imported before the measurement, like the SDK)
-        run = lambda: retier_sweep(store, spec["container"], settings, dry_run=spec["dry_run"], workers=spec["workers"])
+
+        run = lambda: retier_sweep(
+            store, spec["container"], settings, dry_run=spec["dry_run"], workers=spec["workers"]
+        )
     else:
         run = lambda: naive_sweep(container_client, settings, dry_run=spec["dry_run"])
 
@@ -243,7 +266,9 @@ def child(spec: dict) -> dict:
         traced_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     rss_peak = _rss_kb("VmHWM")
-    if not peak_reset:  # no clear_refs: the process's lifetime peak (imports included) is the best we have
+    if (
+        not peak_reset
+    ):  # no clear_refs: the process's lifetime peak (imports included) is the best we have
         import resource
 
         rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -255,17 +280,19 @@ def child(spec: dict) -> dict:
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
         print(out.getvalue(), file=sys.stderr)
-    result.update({
-        "wall_s": wall,
-        "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
-        "round_trips": meter.round_trips,
-        "billable": meter.billable,
-        "by_operation": dict(meter.by_operation),
-        "rss_base_kb": rss_base,
-        "rss_peak_kb": rss_peak,
-        "rss_growth_kb": (rss_peak - rss_base) if rss_peak and rss_base else None,
-        "traced_peak_b": traced_peak,
-    })
+    result.update(
+        {
+            "wall_s": wall,
+            "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+            "round_trips": meter.round_trips,
+            "billable": meter.billable,
+            "by_operation": dict(meter.by_operation),
+            "rss_base_kb": rss_base,
+            "rss_peak_kb": rss_peak,
+            "rss_growth_kb": (rss_peak - rss_base) if rss_peak and rss_base else None,
+            "traced_peak_b": traced_peak,
+        }
+    )
     return result
 
 
@@ -288,14 +315,21 @@ def run_child(conn: str, **spec) -> dict:
     server_before = server_cpu_s()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-        env=env, stdout=subprocess.PIPE, text=True, check=False,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
     )
     server_after = server_cpu_s()
     if proc.returncode != 0:
-        raise BenchError(f"{spec['method']} sweep of {spec['container']} crashed (exit {proc.returncode}); see stderr above")
+        raise BenchError(
+            f"{spec['method']} sweep of {spec['container']} crashed (exit {proc.returncode}); see stderr above"
+        )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     # The child's whole life, start-up included (a few ms of Azurite's time): an upper bound, close enough.
-    result["server_cpu_s"] = None if server_before is None or server_after is None else server_after - server_before
+    result["server_cpu_s"] = (
+        None if server_before is None or server_after is None else server_after - server_before
+    )
     return result
 
 
@@ -309,7 +343,9 @@ class Row:
     blobs: int
     runs: list[dict] = field(default_factory=list)
     traced_peak_b: int | None = None  # from a dry run with tracemalloc
-    dry_run: dict | None = None  # an untimed-by-tracemalloc dry run (retier only): RSS of listing and planning alone
+    dry_run: dict | None = (
+        None  # an untimed-by-tracemalloc dry run (retier only): RSS of listing and planning alone
+    )
 
     def median(self, key: str) -> float:
         return statistics.median(r[key] for r in self.runs)
@@ -327,7 +363,9 @@ class Row:
             "wall_s": round(self.median("wall_s"), 3),
             "wall_s_runs": [round(r["wall_s"], 3) for r in self.runs],
             "cpu_s": round(self.median("cpu_s"), 3),
-            "server_cpu_s": round(self.median("server_cpu_s"), 3) if self.runs[0]["server_cpu_s"] is not None else None,
+            "server_cpu_s": round(self.median("server_cpu_s"), 3)
+            if self.runs[0]["server_cpu_s"] is not None
+            else None,
             "blobs_per_s": round(self.blobs_per_s, 1),
             "round_trips": self.median("round_trips"),
             "billable": self.median("billable"),
@@ -335,7 +373,9 @@ class Row:
                 "round_trips": round(self.median("round_trips") / self.blobs, 5),
                 "billable": round(self.median("billable") / self.blobs, 5),
             },
-            "peak_rss_growth_mb": _mb(self.median("rss_growth_kb") * 1024) if self.runs[0]["rss_growth_kb"] is not None else None,
+            "peak_rss_growth_mb": _mb(self.median("rss_growth_kb") * 1024)
+            if self.runs[0]["rss_growth_kb"] is not None
+            else None,
             "traced_peak_mb_dry_run": _mb(self.traced_peak_b),
             "by_operation": self.runs[-1]["by_operation"],
         }
@@ -345,44 +385,90 @@ def _mb(n: float | None) -> float | None:
     return None if n is None else round(n / 1e6, 2)
 
 
-def check_run(method: str, result: dict, history: History, container: str, *, dry_run: bool, to_move: int | None = None) -> None:
+def check_run(
+    method: str,
+    result: dict,
+    history: History,
+    container: str,
+    *,
+    dry_run: bool,
+    to_move: int | None = None,
+) -> None:
     want = len(history.to_tier) if to_move is None else to_move
     moved = 0 if dry_run else want
-    if result["listed"] != len(history.blobs) or result["planned"] != want or result["moved"] != moved or result["failures"] or not result["ok"]:
+    if (
+        result["listed"] != len(history.blobs)
+        or result["planned"] != want
+        or result["moved"] != moved
+        or result["failures"]
+        or not result["ok"]
+    ):
         raise BenchError(
             f"{method} sweep of {container}: listed {result['listed']}/{len(history.blobs)}, planned {result['planned']}/{want}, "
             f"moved {result['moved']}/{moved}, failures {result['failures']}, ok {result['ok']}, error {result.get('error')}"
         )
 
 
-def compare(route: str, conn: str, admin: BlobServiceClient, container: str, history: History, args, proxy: DelayProxy | None) -> list[Row]:
+def compare(
+    route: str,
+    conn: str,
+    admin: BlobServiceClient,
+    container: str,
+    history: History,
+    args,
+    proxy: DelayProxy | None,
+) -> list[Row]:
     """Retier and naive sweeps of the same container, interleaved, tiers reset to Hot before each."""
     rows = {m: Row(route, m, len(history.blobs)) for m in ("retier", "naive")}
     if route == "direct":
-        for method, row in rows.items():  # peak Python heap, with tracemalloc (it slows a run: not timed)
-            result = run_child(conn, method=method, container=container, tier=args.tier, workers=args.sweep_workers,
-                               dry_run=True, tracemalloc=True)
+        for (
+            method,
+            row,
+        ) in rows.items():  # peak Python heap, with tracemalloc (it slows a run: not timed)
+            result = run_child(
+                conn,
+                method=method,
+                container=container,
+                tier=args.tier,
+                workers=args.sweep_workers,
+                dry_run=True,
+                tracemalloc=True,
+            )
             check_run(f"{method} (dry run)", result, history, container, dry_run=True)
             row.traced_peak_b = result["traced_peak_b"]
         rows["retier"].dry_run = dry_run_rss(conn, container, history, args)
     first = True
     for rep in range(args.repeat):
-        order = ("retier", "naive") if rep % 2 == 0 else ("naive", "retier")  # alternate, so drift hits both alike
+        order = (
+            ("retier", "naive") if rep % 2 == 0 else ("naive", "retier")
+        )  # alternate, so drift hits both alike
         for method in order:
             if not first:
                 reset_to_hot(admin, container, history)
             first = False
             requests_before = proxy.requests if proxy else 0
-            result = run_child(conn, method=method, container=container, tier=args.tier, workers=args.sweep_workers,
-                               dry_run=False, tracemalloc=False, profile=args.profile and method == "retier")
+            result = run_child(
+                conn,
+                method=method,
+                container=container,
+                tier=args.tier,
+                workers=args.sweep_workers,
+                dry_run=False,
+                tracemalloc=False,
+                profile=args.profile and method == "retier",
+            )
             check_run(method, result, history, container, dry_run=False)
             verify(admin, container, history, args.tier, f"{method} ({route})")
             if proxy and proxy.requests - requests_before != result["round_trips"]:
-                raise BenchError(f"{method}: the proxy forwarded {proxy.requests - requests_before} requests, "
-                                 f"the meter counted {result['round_trips']}")
+                raise BenchError(
+                    f"{method}: the proxy forwarded {proxy.requests - requests_before} requests, "
+                    f"the meter counted {result['round_trips']}"
+                )
             rows[method].runs.append(result)
-            progress(f"{route} {len(history.blobs)} blobs: {method} {result['wall_s']:.2f} s, "
-                     f"{result['round_trips']} round trips, {result['billable']} billable, cpu {result['cpu_s']:.2f} s")
+            progress(
+                f"{route} {len(history.blobs)} blobs: {method} {result['wall_s']:.2f} s, "
+                f"{result['round_trips']} round trips, {result['billable']} billable, cpu {result['cpu_s']:.2f} s"
+            )
     return [rows["retier"], rows["naive"]]
 
 
@@ -394,7 +480,9 @@ class MemoryRow:
     rss_growth_kb: int | None  # dry run, untraced
     wall_s: float  # dry run, untraced
     setup: str = "upload"
-    repair_peak_b: int | None = None  # a real sweep that repairs the newest chain's incrementals (seeded containers only)
+    repair_peak_b: int | None = (
+        None  # a real sweep that repairs the newest chain's incrementals (seeded containers only)
+    )
     repair_moved: int | None = None
     repair_wall_s: float | None = None
 
@@ -404,7 +492,9 @@ class MemoryRow:
             "sets": self.sets,
             "setup": self.setup,
             "heap_peak_mb": _mb(self.traced_peak_b),
-            "rss_growth_mb": _mb(self.rss_growth_kb * 1024) if self.rss_growth_kb is not None else None,
+            "rss_growth_mb": _mb(self.rss_growth_kb * 1024)
+            if self.rss_growth_kb is not None
+            else None,
             "wall_s": round(self.wall_s, 3),
             "blobs_per_s": round(self.blobs / self.wall_s, 1),
             "repair_heap_peak_mb": _mb(self.repair_peak_b),
@@ -414,8 +504,15 @@ class MemoryRow:
 
 
 def dry_run_rss(conn: str, container: str, history: History, args) -> dict:
-    result = run_child(conn, method="retier", container=container, tier=args.tier, workers=args.sweep_workers,
-                       dry_run=True, tracemalloc=False)
+    result = run_child(
+        conn,
+        method="retier",
+        container=container,
+        tier=args.tier,
+        workers=args.sweep_workers,
+        dry_run=True,
+        tracemalloc=False,
+    )
     check_run("retier (dry run)", result, history, container, dry_run=True)
     return result
 
@@ -427,8 +524,15 @@ def measure_memory(conn: str, container: str, history: History, args) -> MemoryR
     a real sweep adds at most 2 x workers batches of 256 names. (On Azurite a real sweep of a
     large container is slow for a reason of Azurite's own: see the README.)
     """
-    traced = run_child(conn, method="retier", container=container, tier=args.tier, workers=args.sweep_workers,
-                       dry_run=True, tracemalloc=True)
+    traced = run_child(
+        conn,
+        method="retier",
+        container=container,
+        tier=args.tier,
+        workers=args.sweep_workers,
+        dry_run=True,
+        tracemalloc=True,
+    )
     check_run("retier (dry run)", traced, history, container, dry_run=True)
     untraced = dry_run_rss(conn, container, history, args)
     return memory_row(len(history.blobs), history, traced["traced_peak_b"], untraced)
@@ -445,10 +549,14 @@ def measure_memory_seeded(container: str, history: History, args) -> MemoryRow:
     be where it belongs.
     """
     missed = history.newest_incrementals()
-    seed = [(b.name, args.tier if b.to_tier and b.name not in missed else None) for b in history.blobs]
+    seed = [
+        (b.name, args.tier if b.to_tier and b.name not in missed else None) for b in history.blobs
+    ]
     with SeededAzurite(azurite_bin(), container, seed) as azurite:
-        progress(f"memory {len(history.blobs)} blobs: seeded Azurite (pid {azurite.pid}) in {azurite.seconds:.1f} s, "
-                 f"{len(missed)} volumes of the newest chain's incrementals left Hot")
+        progress(
+            f"memory {len(history.blobs)} blobs: seeded Azurite (pid {azurite.pid}) in {azurite.seconds:.1f} s, "
+            f"{len(missed)} volumes of the newest chain's incrementals left Hot"
+        )
         conn = azurite.connection_string
         # One batch in flight: at 100,000 blobs Azurite takes about 5 s per batch of 256 (its scan, see the
         # README), and a second batch queued behind it on another keep-alive connection gets that
@@ -458,37 +566,62 @@ def measure_memory_seeded(container: str, history: History, args) -> MemoryRow:
         traced = run_child(conn, **spec, dry_run=True, tracemalloc=True)
         check_run("retier (dry run)", traced, history, container, dry_run=True, to_move=len(missed))
         untraced = run_child(conn, **spec, dry_run=True, tracemalloc=False)
-        check_run("retier (dry run)", untraced, history, container, dry_run=True, to_move=len(missed))
+        check_run(
+            "retier (dry run)", untraced, history, container, dry_run=True, to_move=len(missed)
+        )
         repair = run_child(conn, **spec, dry_run=False, tracemalloc=True)
-        check_run("retier (repair sweep)", repair, history, container, dry_run=False, to_move=len(missed))
-        verify(BlobServiceClient.from_connection_string(conn), container, history, args.tier, "repair sweep")
+        check_run(
+            "retier (repair sweep)", repair, history, container, dry_run=False, to_move=len(missed)
+        )
+        verify(
+            BlobServiceClient.from_connection_string(conn),
+            container,
+            history,
+            args.tier,
+            "repair sweep",
+        )
     row = memory_row(len(history.blobs), history, traced["traced_peak_b"], untraced)
     row.setup = "seeded"
-    row.repair_peak_b, row.repair_moved, row.repair_wall_s = repair["traced_peak_b"], repair["moved"], repair["wall_s"]
-    progress(f"memory {len(history.blobs)} blobs: repair sweep moved {repair['moved']} volumes in {repair['wall_s']:.1f} s, "
-             f"heap peak {repair['traced_peak_b'] / 1e6:.1f} MB")
+    row.repair_peak_b, row.repair_moved, row.repair_wall_s = (
+        repair["traced_peak_b"],
+        repair["moved"],
+        repair["wall_s"],
+    )
+    progress(
+        f"memory {len(history.blobs)} blobs: repair sweep moved {repair['moved']} volumes in {repair['wall_s']:.1f} s, "
+        f"heap peak {repair['traced_peak_b'] / 1e6:.1f} MB"
+    )
     return row
 
 
 def azurite_bin() -> str:
     path = os.environ.get("AZURITE_BIN")
     if not path:
-        raise BenchError("--memory-setup seed needs AZURITE_BIN (the azurite-blob that bench/run_sweep installs); "
-                         "or use --memory-setup upload")
+        raise BenchError(
+            "--memory-setup seed needs AZURITE_BIN (the azurite-blob that bench/run_sweep installs); "
+            "or use --memory-setup upload"
+        )
     return path
 
 
 def memory_row(blobs: int, history: History, traced_peak_b: int, untraced: dict) -> MemoryRow:
-    row = MemoryRow(blobs, history.sets, traced_peak_b, untraced["rss_growth_kb"], untraced["wall_s"])
-    progress(f"memory {blobs} blobs: heap peak {traced_peak_b / 1e6:.1f} MB, RSS growth {(row.rss_growth_kb or 0) / 1e3:.1f} MB "
-             f"(dry runs; {row.wall_s:.2f} s untraced)")
+    row = MemoryRow(
+        blobs, history.sets, traced_peak_b, untraced["rss_growth_kb"], untraced["wall_s"]
+    )
+    progress(
+        f"memory {blobs} blobs: heap peak {traced_peak_b / 1e6:.1f} MB, RSS growth {(row.rss_growth_kb or 0) / 1e3:.1f} MB "
+        f"(dry runs; {row.wall_s:.2f} s untraced)"
+    )
     return row
 
 
 def proxy_latency(conn: str, proxy_conn: str, samples: int = 10) -> dict:
     """One request's time straight to Azurite and through the proxy (the minimum of `samples`)."""
+
     def fastest(c: str) -> float:
-        container = BlobServiceClient.from_connection_string(c).get_container_client("bench-sweep-latency-probe")
+        container = BlobServiceClient.from_connection_string(c).get_container_client(
+            "bench-sweep-latency-probe"
+        )
         times = []
         for _ in range(samples):
             start = time.perf_counter()
@@ -502,7 +635,9 @@ def proxy_latency(conn: str, proxy_conn: str, samples: int = 10) -> dict:
 # -- reporting --------------------------------------------------------------------------------
 
 
-def report(rows: list[Row], memory: list[MemoryRow], latency: dict, histories: dict[str, History], args) -> tuple[dict, bool]:
+def report(
+    rows: list[Row], memory: list[MemoryRow], latency: dict, histories: dict[str, History], args
+) -> tuple[dict, bool]:
     by = {(r.route, r.method): r for r in rows}
     ratios, checks = [], []
     for route in ("direct", "proxy"):
@@ -515,13 +650,27 @@ def report(rows: list[Row], memory: list[MemoryRow], latency: dict, histories: d
             "speed": ratio(retier.blobs_per_s, naive.blobs_per_s),
             "round_trips": ratio(naive.median("round_trips"), retier.median("round_trips")),
             "billable": ratio(naive.median("billable"), retier.median("billable")),
-            "peak_rss": ratio(naive.median("rss_growth_kb") or 0, retier.median("rss_growth_kb") or 0),
+            "peak_rss": ratio(
+                naive.median("rss_growth_kb") or 0, retier.median("rss_growth_kb") or 0
+            ),
         }
         ratios.append(r)
-        checks.append({"check": f"{route}: HTTP round trips naive/retier", "value": r["round_trips"],
-                       "limit": f">= {MIN_ROUND_TRIP_RATIO}", "pass": (r["round_trips"] or 0) >= MIN_ROUND_TRIP_RATIO})
-        checks.append({"check": f"{route}: blobs/s retier/naive", "value": r["speed"],
-                       "limit": f">= {MIN_SPEED_RATIO[route]:g}", "pass": (r["speed"] or 0) >= MIN_SPEED_RATIO[route]})
+        checks.append(
+            {
+                "check": f"{route}: HTTP round trips naive/retier",
+                "value": r["round_trips"],
+                "limit": f">= {MIN_ROUND_TRIP_RATIO}",
+                "pass": (r["round_trips"] or 0) >= MIN_ROUND_TRIP_RATIO,
+            }
+        )
+        checks.append(
+            {
+                "check": f"{route}: blobs/s retier/naive",
+                "value": r["speed"],
+                "limit": f">= {MIN_SPEED_RATIO[route]:g}",
+                "pass": (r["speed"] or 0) >= MIN_SPEED_RATIO[route],
+            }
+        )
     if len(memory) >= 2:
         small, large = memory[0], memory[-1]
         growth = large.traced_peak_b / small.traced_peak_b
@@ -531,35 +680,75 @@ def report(rows: list[Row], memory: list[MemoryRow], latency: dict, histories: d
             # Below one full listing page the SDK's page itself grows with the container.
             check += f"; not judged: the smaller container must hold at least one listing page ({LISTING_PAGE} blobs)"
             verdict = None
-        checks.append({"check": check, "value": round(growth, 2), "limit": f"<= {MAX_MEMORY_GROWTH}", "pass": verdict})
+        checks.append(
+            {
+                "check": check,
+                "value": round(growth, 2),
+                "limit": f"<= {MAX_MEMORY_GROWTH}",
+                "pass": verdict,
+            }
+        )
         if small.repair_peak_b and large.repair_peak_b:
             growth = large.repair_peak_b / small.repair_peak_b
-            repair_verdict = None if verdict is None else growth <= MAX_MEMORY_GROWTH and large.blobs >= 3 * small.blobs
-            checks.append({"check": f"memory: repair sweep heap peak at {large.blobs} / {small.blobs} blobs",
-                           "value": round(growth, 2), "limit": f"<= {MAX_MEMORY_GROWTH}", "pass": repair_verdict})
+            repair_verdict = (
+                None
+                if verdict is None
+                else growth <= MAX_MEMORY_GROWTH and large.blobs >= 3 * small.blobs
+            )
+            checks.append(
+                {
+                    "check": f"memory: repair sweep heap peak at {large.blobs} / {small.blobs} blobs",
+                    "value": round(growth, 2),
+                    "limit": f"<= {MAX_MEMORY_GROWTH}",
+                    "pass": repair_verdict,
+                }
+            )
     else:
-        checks.append({"check": "memory flat in the number of blobs: needs two sizes, e.g. --memory-blobs 10000,100000",
-                       "value": None, "limit": f"<= {MAX_MEMORY_GROWTH}", "pass": None})
+        checks.append(
+            {
+                "check": "memory flat in the number of blobs: needs two sizes, e.g. --memory-blobs 10000,100000",
+                "value": None,
+                "limit": f"<= {MAX_MEMORY_GROWTH}",
+                "pass": None,
+            }
+        )
     if latency:
-        checks.append({"check": "proxy: one request through the proxy, ms", "value": latency["proxy_ms"],
-                       "limit": f">= {MIN_PROXY_REQUEST_MS:g}", "pass": latency["proxy_ms"] >= MIN_PROXY_REQUEST_MS})
+        checks.append(
+            {
+                "check": "proxy: one request through the proxy, ms",
+                "value": latency["proxy_ms"],
+                "limit": f">= {MIN_PROXY_REQUEST_MS:g}",
+                "pass": latency["proxy_ms"] >= MIN_PROXY_REQUEST_MS,
+            }
+        )
     ok = all(c["pass"] is not False for c in checks)
     mem = {}
     if len(memory) >= 2:
         small, large = memory[0], memory[-1]
         slope = (large.traced_peak_b - small.traced_peak_b) / (large.blobs - small.blobs)
-        mem = {"heap_bytes_per_extra_blob": round(slope, 2),
-               "heap_ratio": round(large.traced_peak_b / small.traced_peak_b, 3),
-               "rss_ratio": round(large.rss_growth_kb / small.rss_growth_kb, 3) if small.rss_growth_kb and large.rss_growth_kb else None}
+        mem = {
+            "heap_bytes_per_extra_blob": round(slope, 2),
+            "heap_ratio": round(large.traced_peak_b / small.traced_peak_b, 3),
+            "rss_ratio": round(large.rss_growth_kb / small.rss_growth_kb, 3)
+            if small.rss_growth_kb and large.rss_growth_kb
+            else None,
+        }
     result = {
         "tier": args.tier,
         "repeat": args.repeat,
         "sweep_workers": args.sweep_workers,
         "proxy_delay_ms": args.delay_ms,
         "proxy_latency": latency,
-        "containers": {route: {"blobs": len(h.blobs), "sets": h.sets, "finished_sets": h.finished_sets,
-                               "unfinished_sets": h.unfinished_sets, "roles": dict(h.roles())}
-                       for route, h in histories.items()},
+        "containers": {
+            route: {
+                "blobs": len(h.blobs),
+                "sets": h.sets,
+                "finished_sets": h.finished_sets,
+                "unfinished_sets": h.unfinished_sets,
+                "roles": dict(h.roles()),
+            }
+            for route, h in histories.items()
+        },
         "rows": [r.to_dict() for r in rows],
         "ratios": ratios,
         "memory": [m.to_dict() for m in memory],
@@ -573,53 +762,77 @@ def report(rows: list[Row], memory: list[MemoryRow], latency: dict, histories: d
 def print_table(result: dict) -> None:
     fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"
     num = lambda x, f: "n/a" if x is None else format(x, f)
-    print(f"Sweep of a whole container, volumes -> {result['tier']}; median of {result['repeat']} run(s); "
-          f"retier with {result['sweep_workers']} batches in flight (memory runs: 1).")
+    print(
+        f"Sweep of a whole container, volumes -> {result['tier']}; median of {result['repeat']} run(s); "
+        f"retier with {result['sweep_workers']} batches in flight (memory runs: 1)."
+    )
     for route, c in result["containers"].items():
         roles = ", ".join(f"{v} {k}" for k, v in sorted(c["roles"].items()))
-        print(f"  {route:<7} container: {c['blobs']} blobs, {c['sets']} sets ({c['unfinished_sets']} unfinished): {roles}")
+        print(
+            f"  {route:<7} container: {c['blobs']} blobs, {c['sets']} sets ({c['unfinished_sets']} unfinished): {roles}"
+        )
     if result["proxy_latency"]:
         lat = result["proxy_latency"]
-        print(f"  proxy: +{result['proxy_delay_ms']:g} ms per request; one request {lat['direct_ms']:.1f} ms direct, "
-              f"{lat['proxy_ms']:.1f} ms through the proxy")
+        print(
+            f"  proxy: +{result['proxy_delay_ms']:g} ms per request; one request {lat['direct_ms']:.1f} ms direct, "
+            f"{lat['proxy_ms']:.1f} ms through the proxy"
+        )
     if result["rows"]:
         print()
-        head = (f"{'route':<7} {'blobs':>6}  {'method':<7} {'wall s':>7} {'cpu s':>6} {'Azurite':>7} {'blobs/s':>8} {'round trips':>11} {'trips/blob':>10} "
-                f"{'billable':>8} {'bill/blob':>9} {'RSS MB':>7} {'heap MB':>7}")
+        head = (
+            f"{'route':<7} {'blobs':>6}  {'method':<7} {'wall s':>7} {'cpu s':>6} {'Azurite':>7} {'blobs/s':>8} {'round trips':>11} {'trips/blob':>10} "
+            f"{'billable':>8} {'bill/blob':>9} {'RSS MB':>7} {'heap MB':>7}"
+        )
         print(head)
         print("-" * len(head))
         for r in result["rows"]:
-            print(f"{r['route']:<7} {r['blobs']:>6}  {r['method']:<7} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} {num(r['server_cpu_s'], '7.2f'):>7} {r['blobs_per_s']:>8.0f} {r['round_trips']:>11g} "
-                  f"{r['per_blob']['round_trips']:>10.4f} {r['billable']:>8g} {r['per_blob']['billable']:>9.4f} "
-                  f"{num(r['peak_rss_growth_mb'], '7.1f'):>7} {num(r['traced_peak_mb_dry_run'], '7.1f'):>7}")
-        print("cpu s: CPU time of the sweeping process; Azurite: CPU time of the Azurite process meanwhile (n/a unless AZURITE_PID "
-              "is set, as bench/run_sweep does);\nRSS MB: growth of the sweeping process's peak RSS during the real sweep; "
-              "heap MB: tracemalloc peak of a dry run (not timed).")
+            print(
+                f"{r['route']:<7} {r['blobs']:>6}  {r['method']:<7} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} {num(r['server_cpu_s'], '7.2f'):>7} {r['blobs_per_s']:>8.0f} {r['round_trips']:>11g} "
+                f"{r['per_blob']['round_trips']:>10.4f} {r['billable']:>8g} {r['per_blob']['billable']:>9.4f} "
+                f"{num(r['peak_rss_growth_mb'], '7.1f'):>7} {num(r['traced_peak_mb_dry_run'], '7.1f'):>7}"
+            )
+        print(
+            "cpu s: CPU time of the sweeping process; Azurite: CPU time of the Azurite process meanwhile (n/a unless AZURITE_PID "
+            "is set, as bench/run_sweep does);\nRSS MB: growth of the sweeping process's peak RSS during the real sweep; "
+            "heap MB: tracemalloc peak of a dry run (not timed)."
+        )
         print()
         print("retier vs naive")
         head = f"{'route':<7} {'blobs':>6}  {'blobs/s':>8} {'round trips':>11} {'billable':>9} {'peak RSS':>9}"
         print(head)
         print("-" * len(head))
         for r in result["ratios"]:
-            print(f"{r['route']:<7} {r['blobs']:>6}  {fmt(r['speed']):>8} {fmt(r['round_trips']):>11} {fmt(r['billable']):>9} {fmt(r['peak_rss']):>9}")
+            print(
+                f"{r['route']:<7} {r['blobs']:>6}  {fmt(r['speed']):>8} {fmt(r['round_trips']):>11} {fmt(r['billable']):>9} {fmt(r['peak_rss']):>9}"
+            )
         print("(blobs/s: retier/naive; round trips, billable, peak RSS: naive/retier)")
     if result["memory"]:
         print()
-        print("retier sweep memory, same backup sets, more volumes per set: dry runs (list and decide every blob) and, on")
-        print("seeded containers, a real sweep repairing the newest chain's incrementals (every other finished volume seeded at the target tier;")
+        print(
+            "retier sweep memory, same backup sets, more volumes per set: dry runs (list and decide every blob) and, on"
+        )
+        print(
+            "seeded containers, a real sweep repairing the newest chain's incrementals (every other finished volume seeded at the target tier;"
+        )
         print("one batch in flight; timed under tracemalloc, which slows retier's own process)")
-        head = (f"{'blobs':>7} {'sets':>5} {'setup':>7}  {'heap peak MB':>12} {'RSS growth MB':>13} {'wall s':>7} {'blobs/s':>8}"
-                f"  {'repair: moved':>13} {'heap peak MB':>12} {'traced s':>8}")
+        head = (
+            f"{'blobs':>7} {'sets':>5} {'setup':>7}  {'heap peak MB':>12} {'RSS growth MB':>13} {'wall s':>7} {'blobs/s':>8}"
+            f"  {'repair: moved':>13} {'heap peak MB':>12} {'traced s':>8}"
+        )
         print(head)
         print("-" * len(head))
         for m in result["memory"]:
-            print(f"{m['blobs']:>7} {m['sets']:>5} {m['setup']:>7}  {m['heap_peak_mb']:>12.2f} {num(m['rss_growth_mb'], '13.1f'):>13} "
-                  f"{m['wall_s']:>7.2f} {m['blobs_per_s']:>8.0f}  {num(m['repair_moved'], '13d'):>13} "
-                  f"{num(m['repair_heap_peak_mb'], '12.2f'):>12} {num(m['repair_wall_s'], '8.1f'):>8}")
+            print(
+                f"{m['blobs']:>7} {m['sets']:>5} {m['setup']:>7}  {m['heap_peak_mb']:>12.2f} {num(m['rss_growth_mb'], '13.1f'):>13} "
+                f"{m['wall_s']:>7.2f} {m['blobs_per_s']:>8.0f}  {num(m['repair_moved'], '13d'):>13} "
+                f"{num(m['repair_heap_peak_mb'], '12.2f'):>12} {num(m['repair_wall_s'], '8.1f'):>8}"
+            )
         g = result["memory_growth"]
         if g:
-            print(f"heap: {g['heap_ratio']:.2f}x, {g['heap_bytes_per_extra_blob']:.1f} bytes per extra blob; "
-                  f"RSS: {fmt(g['rss_ratio'])}")
+            print(
+                f"heap: {g['heap_ratio']:.2f}x, {g['heap_bytes_per_extra_blob']:.1f} bytes per extra blob; "
+                f"RSS: {fmt(g['rss_ratio'])}"
+            )
     print()
     for c in result["criteria"]:
         value = "n/a" if c["value"] is None else f"{c['value']:g}"
@@ -640,22 +853,69 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog="example: RETIER_STORAGE='...' python bench/bench_sweep.py --memory-blobs 10000,100000",
     )
-    parser.add_argument("--blobs", type=int, default=10_000, help="blobs in the container swept straight on Azurite (default 10000)")
-    parser.add_argument("--proxy-blobs", type=int, default=2_000, help="blobs in the container swept through the proxy (default 2000; 0 skips)")
-    parser.add_argument("--memory-blobs", type=parse_sizes, default=[10_000, 100_000],
-                        help="container sizes for the memory comparison (default 10000,100000)")
-    parser.add_argument("--memory-setup", choices=("seed", "upload"), default="seed",
-                        help="seed: each memory container on its own Azurite, its store written directly (seconds; needs "
-                             "AZURITE_BIN, which bench/run_sweep sets), with a real repair sweep too; upload: upload every "
-                             "blob into the given Azurite (100,000 blobs take about an hour), dry runs only")
-    parser.add_argument("--memory-only", action="store_true",
-                        help="only the memory comparison (dry runs and, when seeded, the repair sweep), no timed comparison")
-    parser.add_argument("--delay-ms", type=float, default=DEFAULT_DELAY * 1000, help="the proxy's delay per request (default 20)")
-    parser.add_argument("--repeat", type=int, default=1, help="sweeps per method and route; the median is reported (default 1)")
-    parser.add_argument("--tier", type=canonical_tier, default="Cold", help="target tier for the volumes (default Cold)")
-    parser.add_argument("--sweep-workers", type=int, default=4, help="retier's batches in flight (default 4, sweep_container's default)")
-    parser.add_argument("--workers", type=int, default=16, help="upload threads for the setup (default 16)")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of each timed retier sweep to stderr")
+    parser.add_argument(
+        "--blobs",
+        type=int,
+        default=10_000,
+        help="blobs in the container swept straight on Azurite (default 10000)",
+    )
+    parser.add_argument(
+        "--proxy-blobs",
+        type=int,
+        default=2_000,
+        help="blobs in the container swept through the proxy (default 2000; 0 skips)",
+    )
+    parser.add_argument(
+        "--memory-blobs",
+        type=parse_sizes,
+        default=[10_000, 100_000],
+        help="container sizes for the memory comparison (default 10000,100000)",
+    )
+    parser.add_argument(
+        "--memory-setup",
+        choices=("seed", "upload"),
+        default="seed",
+        help="seed: each memory container on its own Azurite, its store written directly (seconds; needs "
+        "AZURITE_BIN, which bench/run_sweep sets), with a real repair sweep too; upload: upload every "
+        "blob into the given Azurite (100,000 blobs take about an hour), dry runs only",
+    )
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the memory comparison (dry runs and, when seeded, the repair sweep), no timed comparison",
+    )
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=DEFAULT_DELAY * 1000,
+        help="the proxy's delay per request (default 20)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="sweeps per method and route; the median is reported (default 1)",
+    )
+    parser.add_argument(
+        "--tier",
+        type=canonical_tier,
+        default="Cold",
+        help="target tier for the volumes (default Cold)",
+    )
+    parser.add_argument(
+        "--sweep-workers",
+        type=int,
+        default=4,
+        help="retier's batches in flight (default 4, sweep_container's default)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=16, help="upload threads for the setup (default 16)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print a cProfile of each timed retier sweep to stderr",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.workers < 1 or args.sweep_workers < 1:
@@ -666,10 +926,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tier must be one of {', '.join(VOLUME_TIERS)}")
     conn = os.environ.get("RETIER_STORAGE") or os.environ.get("RETIER_TEST_STORAGE")
     if not conn:
-        parser.error("set RETIER_STORAGE (or RETIER_TEST_STORAGE) to an Azurite connection string, or use bench/run_sweep")
+        parser.error(
+            "set RETIER_STORAGE (or RETIER_TEST_STORAGE) to an Azurite connection string, or use bench/run_sweep"
+        )
     if args.memory_setup == "seed" and not os.environ.get("AZURITE_BIN"):
-        parser.error("--memory-setup seed needs AZURITE_BIN (the azurite-blob that bench/run_sweep installs), "
-                     "or use --memory-setup upload")
+        parser.error(
+            "--memory-setup seed needs AZURITE_BIN (the azurite-blob that bench/run_sweep installs), "
+            "or use --memory-setup upload"
+        )
     try:
         upstream = endpoint_port(conn)
     except ValueError as exc:
@@ -690,7 +954,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.proxy_blobs:
                 histories["proxy"] = backup_history(args.proxy_blobs)
         reuse_direct = args.memory_setup == "upload" and not args.memory_only
-        extra = {n: backup_history(n) for n in args.memory_blobs if n != args.blobs or not reuse_direct}
+        extra = {
+            n: backup_history(n) for n in args.memory_blobs if n != args.blobs or not reuse_direct
+        }
         for history in [*histories.values(), *extra.values()]:
             history.check()
 
@@ -698,7 +964,9 @@ def main(argv: list[str] | None = None) -> int:
             name = f"bench-sweep-{tag}-{label}"
             containers.append(name)
             seconds = upload(admin, name, history, args.workers)
-            progress(f"{label}: uploaded {len(history.blobs)} blobs in {seconds:.1f} s ({len(history.blobs) / seconds:.0f}/s)")
+            progress(
+                f"{label}: uploaded {len(history.blobs)} blobs in {seconds:.1f} s ({len(history.blobs) / seconds:.0f}/s)"
+            )
             return name
 
         def drop(name: str) -> None:
@@ -716,17 +984,23 @@ def main(argv: list[str] | None = None) -> int:
             proxy.start()
             proxy_conn = proxy.connection_string(conn)
             latency = proxy_latency(conn, proxy_conn)
-            progress(f"proxy 127.0.0.1:{proxy.port}: one request {latency['direct_ms']:.1f} ms direct, {latency['proxy_ms']:.1f} ms proxied")
+            progress(
+                f"proxy 127.0.0.1:{proxy.port}: one request {latency['direct_ms']:.1f} ms direct, {latency['proxy_ms']:.1f} ms proxied"
+            )
             proxied = container_for("proxy", histories["proxy"])
             rows += compare("proxy", proxy_conn, admin, proxied, histories["proxy"], args, proxy)
             drop(proxied)
 
         for n in args.memory_blobs:
             if args.memory_setup == "seed":
-                memory.append(measure_memory_seeded(f"bench-sweep-{tag}-memory-{n}", extra[n], args))
+                memory.append(
+                    measure_memory_seeded(f"bench-sweep-{tag}-memory-{n}", extra[n], args)
+                )
             elif n == args.blobs and reuse_direct:
                 direct_row = rows[0]
-                memory.append(memory_row(n, histories["direct"], direct_row.traced_peak_b, direct_row.dry_run))
+                memory.append(
+                    memory_row(n, histories["direct"], direct_row.traced_peak_b, direct_row.dry_run)
+                )
             else:
                 name = container_for(f"memory-{n}", extra[n])
                 memory.append(measure_memory(conn, name, extra[n], args))

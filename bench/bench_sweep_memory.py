@@ -21,7 +21,9 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # run from a checkout without installing
 
 from retier.settings import load_settings
 from retier.storage import OK, BlobItem, BlobStore, TierResult
@@ -54,16 +56,34 @@ class SyntheticContainerStandIn(BlobStore):
         made, previous = 0, None
         for i in range(self.sets):
             when = START + timedelta(days=i)
-            stem = f"duplicity-full.{_t(when)}" if i % 7 == 0 else f"duplicity-inc.{_t(previous)}.to.{_t(when)}"
-            sig = (f"duplicity-full-signatures.{_t(when)}" if i % 7 == 0 else
-                   f"duplicity-new-signatures.{_t(previous)}.to.{_t(when)}") + ".sigtar.gpg"
+            stem = (
+                f"duplicity-full.{_t(when)}"
+                if i % 7 == 0
+                else f"duplicity-inc.{_t(previous)}.to.{_t(when)}"
+            )
+            sig = (
+                f"duplicity-full-signatures.{_t(when)}"
+                if i % 7 == 0
+                else f"duplicity-new-signatures.{_t(previous)}.to.{_t(when)}"
+            ) + ".sigtar.gpg"
             finished = i < self.sets - 3
-            volumes = per_set if i < self.sets - 1 else max(0, self.blobs - made - 2)  # the last set takes the rest
+            volumes = (
+                per_set if i < self.sets - 1 else max(0, self.blobs - made - 2)
+            )  # the last set takes the rest
             if finished:
                 yield BlobItem(f"{stem}.manifest.gpg", 20_000, "Hot", True, None, when, None, when)
             yield BlobItem(sig, 1_000_000, "Hot", True, None, when, None, when)
             for n in range(1, volumes + 1):
-                yield BlobItem(f"{stem}.vol{n}.difftar.gpg", 200 * 1024 * 1024, "Hot", True, None, when, None, when)
+                yield BlobItem(
+                    f"{stem}.vol{n}.difftar.gpg",
+                    200 * 1024 * 1024,
+                    "Hot",
+                    True,
+                    None,
+                    when,
+                    None,
+                    when,
+                )
             made += volumes + 1 + finished
             previous = when
 
@@ -82,16 +102,30 @@ def measure(blobs: int, sets: int, workers: int) -> dict:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     plan = report.plan
-    if plan.listed < blobs * 0.99 or store.sent != plan.moves.count or report.applied.done.count != plan.moves.count:
-        raise SystemExit(f"FAIL: {blobs} blobs: listed {plan.listed}, planned {plan.moves.count}, sent {store.sent}")
+    if (
+        plan.listed < blobs * 0.99
+        or store.sent != plan.moves.count
+        or report.applied.done.count != plan.moves.count
+    ):
+        raise SystemExit(
+            f"FAIL: {blobs} blobs: listed {plan.listed}, planned {plan.moves.count}, sent {store.sent}"
+        )
     if len(plan.unfinished) != 3:
         raise SystemExit(f"FAIL: expected 3 unfinished sets, got {len(plan.unfinished)}")
-    return {"blobs": plan.listed, "sets": sets, "moved": report.applied.done.count, "heap_peak_mb": round(peak / 1e6, 3),
-            "wall_s": round(wall, 2), "blobs_per_s": round(plan.listed / wall)}
+    return {
+        "blobs": plan.listed,
+        "sets": sets,
+        "moved": report.applied.done.count,
+        "heap_peak_mb": round(peak / 1e6, 3),
+        "wall_s": round(wall, 2),
+        "blobs_per_s": round(plan.listed / wall),
+    }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--sets", type=int, default=185)
     parser.add_argument("--workers", type=int, default=4)
@@ -107,11 +141,19 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps({"rows": rows, "heap_growth": round(growth, 3), "pass": verdict}))
     else:
-        print("retier's own sweep memory (tracemalloc peak; stand-in listing, no SDK page, no server)")
-        print(f"{'blobs':>9} {'sets':>5} {'moved':>9} {'heap peak MB':>13} {'wall s':>7} {'blobs/s':>8}")
+        print(
+            "retier's own sweep memory (tracemalloc peak; stand-in listing, no SDK page, no server)"
+        )
+        print(
+            f"{'blobs':>9} {'sets':>5} {'moved':>9} {'heap peak MB':>13} {'wall s':>7} {'blobs/s':>8}"
+        )
         for r in rows:
-            print(f"{r['blobs']:>9,} {r['sets']:>5} {r['moved']:>9,} {r['heap_peak_mb']:>13.3f} {r['wall_s']:>7.2f} {r['blobs_per_s']:>8,}")
-        print(f"{'PASS' if verdict else 'FAIL'}: heap peak at {rows[-1]['blobs']:,} / {rows[0]['blobs']:,} blobs = {growth:.2f}x (limit <= 1.5)")
+            print(
+                f"{r['blobs']:>9,} {r['sets']:>5} {r['moved']:>9,} {r['heap_peak_mb']:>13.3f} {r['wall_s']:>7.2f} {r['blobs_per_s']:>8,}"
+            )
+        print(
+            f"{'PASS' if verdict else 'FAIL'}: heap peak at {rows[-1]['blobs']:,} / {rows[0]['blobs']:,} blobs = {growth:.2f}x (limit <= 1.5)"
+        )
     return 0 if verdict else 1
 
 

@@ -46,7 +46,9 @@ class _RequestFramer:
         self.body_left = 0  # bytes of the current request's body still to come
         self.in_headers = False
         self.headers = b""
-        self.fallback = False  # chunked body seen: start a request at any read that begins with a method
+        self.fallback = (
+            False  # chunked body seen: start a request at any read that begins with a method
+        )
 
     def split(self, data: bytes) -> list[tuple[bool, bytes]]:
         if self.fallback:
@@ -114,7 +116,9 @@ class DelayProxy:
     def start(self) -> int:
         """Start listening; return the port."""
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="delay-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="delay-proxy", daemon=True
+        )
         self._thread.start()
         self.port = asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=10)
         return self.port
@@ -151,17 +155,23 @@ class DelayProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
-    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def _accept(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         self._tasks.add(task)
         self.connections += 1
         upstream_writer = None
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(LOOPBACK, self.upstream_port)
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                LOOPBACK, self.upstream_port
+            )
             requests = asyncio.create_task(self._requests(client_reader, upstream_writer))
             responses = asyncio.create_task(self._responses(upstream_reader, client_writer))
             # Either side closing ends the connection (HTTP clients do not half-close).
-            _done, pending = await asyncio.wait({requests, responses}, return_when=asyncio.FIRST_COMPLETED)
+            _done, pending = await asyncio.wait(
+                {requests, responses}, return_when=asyncio.FIRST_COMPLETED
+            )
             for other in pending:
                 other.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -214,7 +224,9 @@ def endpoint_port(connection_string: str) -> int:
     for item in connection_string.split(";"):
         key, _, value = item.partition("=")
         if key.strip().lower() == "blobendpoint":
-            match = re.fullmatch(r"https?://(?:127\.0\.0\.1|localhost):(\d+)(?:/.*)?", value.strip())
+            match = re.fullmatch(
+                r"https?://(?:127\.0\.0\.1|localhost):(\d+)(?:/.*)?", value.strip()
+            )
             if match:
                 return int(match.group(1))
     raise ValueError("connection string has no BlobEndpoint on 127.0.0.1:<port>")
@@ -222,13 +234,28 @@ def endpoint_port(connection_string: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream-port", type=int, default=10000, help="Azurite's blob port on 127.0.0.1 (default 10000)")
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
-    parser.add_argument("--delay-ms", type=float, default=DEFAULT_DELAY * 1000, help="delay per request (default 20)")
+    parser.add_argument(
+        "--upstream-port",
+        type=int,
+        default=10000,
+        help="Azurite's blob port on 127.0.0.1 (default 10000)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to listen on (default: a free one)"
+    )
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=DEFAULT_DELAY * 1000,
+        help="delay per request (default 20)",
+    )
     args = parser.parse_args()
     proxy = DelayProxy(args.upstream_port, args.delay_ms / 1000, args.port)
     port = proxy.start()
-    print(f"127.0.0.1:{port} -> 127.0.0.1:{args.upstream_port}, +{args.delay_ms:g} ms per request (Ctrl-C stops)", flush=True)
+    print(
+        f"127.0.0.1:{port} -> 127.0.0.1:{args.upstream_port}, +{args.delay_ms:g} ms per request (Ctrl-C stops)",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

@@ -59,19 +59,30 @@ def _free_port() -> int:
 
 
 class SeededAzurite:
-    def __init__(self, azurite_bin: str | os.PathLike, container: str, blobs: list[tuple[str, str | None]]) -> None:
+    def __init__(
+        self, azurite_bin: str | os.PathLike, container: str, blobs: list[tuple[str, str | None]]
+    ) -> None:
         self.azurite_bin = Path(azurite_bin)
         if not self.azurite_bin.exists():
-            raise SeedError(f"Azurite not found at {self.azurite_bin} (run bench/run_sweep, which installs it)")
+            raise SeedError(
+                f"Azurite not found at {self.azurite_bin} (run bench/run_sweep, which installs it)"
+            )
         # .tools/node_modules/.bin/azurite-blob -> .tools/node_modules, where Azurite's lokijs is.
         self.node_modules = self.azurite_bin.resolve().parent
-        while self.node_modules.name != "node_modules" and self.node_modules != self.node_modules.parent:
+        while (
+            self.node_modules.name != "node_modules"
+            and self.node_modules != self.node_modules.parent
+        ):
             self.node_modules = self.node_modules.parent
         if not (self.node_modules / "lokijs").is_dir():
-            raise SeedError(f"lokijs (Azurite's metadata store) not found under {self.node_modules}")
+            raise SeedError(
+                f"lokijs (Azurite's metadata store) not found under {self.node_modules}"
+            )
         for name, tier in blobs:
             if not name or "\t" in name or "\n" in name or "\r" in name:
-                raise SeedError(f"blob name {name!r}: empty, or with a tab or line break (the seeder reads one name per line)")
+                raise SeedError(
+                    f"blob name {name!r}: empty, or with a tab or line break (the seeder reads one name per line)"
+                )
             if tier is not None and tier not in TIERS:
                 raise SeedError(f"blob {name!r}: tier {tier!r} is not one of {', '.join(TIERS)}")
         self.container = container
@@ -83,8 +94,10 @@ class SeededAzurite:
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-                f"BlobEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};")
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
+        )
 
     @property
     def pid(self) -> int:
@@ -96,19 +109,27 @@ class SeededAzurite:
         self.dir = Path(tempfile.mkdtemp(prefix="retier-seeded-azurite."))
         try:
             self._start()
-            client = BlobServiceClient.from_connection_string(self.connection_string).get_container_client(self.container)
+            client = BlobServiceClient.from_connection_string(
+                self.connection_string
+            ).get_container_client(self.container)
             client.create_container()
             client.upload_blob(TEMPLATE, b"x")
             self._stop()
             names_file = self.dir / "names.tsv"
-            names_file.write_text("".join(f"{name}\t{tier or ''}\n" for name, tier in self.blobs), encoding="utf-8")
+            names_file.write_text(
+                "".join(f"{name}\t{tier or ''}\n" for name, tier in self.blobs), encoding="utf-8"
+            )
             seeded = subprocess.run(
                 ["node", str(SEEDER), str(self.dir), self.container, str(names_file)],
                 env=dict(os.environ, NODE_PATH=str(self.node_modules)),
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if seeded.returncode != 0:
-                raise SeedError(f"seed_azurite_db.js failed: {seeded.stderr.strip() or seeded.stdout.strip()}")
+                raise SeedError(
+                    f"seed_azurite_db.js failed: {seeded.stderr.strip() or seeded.stdout.strip()}"
+                )
             names_file.unlink()
             self._start()
             self._check()
@@ -127,16 +148,31 @@ class SeededAzurite:
     def _start(self) -> None:
         assert self.dir is not None
         self.port = _free_port()
-        with open(self.dir / "azurite.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        with open(
+            self.dir / "azurite.log", "ab"
+        ) as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [str(self.azurite_bin), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                 "--location", str(self.dir), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    str(self.azurite_bin),
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    str(self.port),
+                    "--location",
+                    str(self.dir),
+                    "--skipApiVersionCheck",
+                    "--disableTelemetry",
+                    "--silent",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 120  # loading a store of 100,000 blobs takes a few seconds
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SeedError(f"Azurite exited at start: {(self.dir / 'azurite.log').read_text()[-2000:]}")
+                raise SeedError(
+                    f"Azurite exited at start: {(self.dir / 'azurite.log').read_text()[-2000:]}"
+                )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return
@@ -159,12 +195,16 @@ class SeededAzurite:
 
     def _check(self) -> None:
         """The service lists exactly the seeded names, at the seeded tiers."""
-        client = BlobServiceClient.from_connection_string(self.connection_string).get_container_client(self.container)
+        client = BlobServiceClient.from_connection_string(
+            self.connection_string
+        ).get_container_client(self.container)
         wanted = {name: tier or "Hot" for name, tier in self.blobs}
         listed = 0
         for blob in client.list_blobs():
             listed += 1
             if wanted.get(blob.name) != blob.blob_tier:
-                raise SeedError(f"seeded container lists {blob.name!r} at {blob.blob_tier}, expected {wanted.get(blob.name)}")
+                raise SeedError(
+                    f"seeded container lists {blob.name!r} at {blob.blob_tier}, expected {wanted.get(blob.name)}"
+                )
         if listed != len(wanted):
             raise SeedError(f"seeded container lists {listed} blobs, expected {len(wanted)}")

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # run from a checkout without installing
 
 from retier import names
 
@@ -96,7 +98,9 @@ class History:
         assert len({b.name for b in self.blobs}) == len(self.blobs), "duplicate names"
         for blob in self.blobs:
             kind = names.parse(blob.name).kind
-            assert kind is _KIND_OF_ROLE[blob.role], f"{blob.name}: parsed as {kind.value}, meant as {blob.role}"
+            assert kind is _KIND_OF_ROLE[blob.role], (
+                f"{blob.name}: parsed as {kind.value}, meant as {blob.role}"
+            )
 
 
 def _t(when: datetime) -> str:
@@ -112,7 +116,9 @@ class _Set:
     volumes: int = 0
 
 
-def backup_history(total_blobs: int, *, chains: int = 26, incrementals: int = 6, seed: int = 1) -> History:
+def backup_history(
+    total_blobs: int, *, chains: int = 26, incrementals: int = 6, seed: int = 1
+) -> History:
     """A history of exactly `total_blobs` blobs; see the module docstring."""
     rng = random.Random(seed)
     start = datetime(2024, 1, 7, 2, 0, 0, tzinfo=timezone.utc)
@@ -123,8 +129,17 @@ def backup_history(total_blobs: int, *, chains: int = 26, incrementals: int = 6,
         if c == chains // 3:
             # An abandoned full, an hour earlier: volumes and signatures uploaded, then the run died.
             t = _t(full - timedelta(hours=1))
-            sets.append(_Set(f"duplicity-full.{t}", f"duplicity-full-signatures.{t}.sigtar.gpg", False, 8))
-        sets.append(_Set(f"duplicity-full.{_t(full)}", f"duplicity-full-signatures.{_t(full)}.sigtar.gpg", True, 30))
+            sets.append(
+                _Set(f"duplicity-full.{t}", f"duplicity-full-signatures.{t}.sigtar.gpg", False, 8)
+            )
+        sets.append(
+            _Set(
+                f"duplicity-full.{_t(full)}",
+                f"duplicity-full-signatures.{_t(full)}.sigtar.gpg",
+                True,
+                30,
+            )
+        )
         prev = full
         for k in range(1, incrementals + 1):
             now = full + timedelta(days=k, minutes=rng.randint(0, 40), seconds=rng.randint(0, 59))
@@ -133,7 +148,14 @@ def backup_history(total_blobs: int, *, chains: int = 26, incrementals: int = 6,
                 # An orphaned incremental from the same base (a failed run, later redone): one volume, no manifest.
                 orphan = _t(now - timedelta(hours=2))
                 sets.append(_Set(f"duplicity-inc.{t1}.to.{orphan}", None, False, 0.2))
-            sets.append(_Set(f"duplicity-inc.{t1}.to.{t2}", f"duplicity-new-signatures.{t1}.to.{t2}.sigtar.gpg", True, rng.uniform(1, 5)))
+            sets.append(
+                _Set(
+                    f"duplicity-inc.{t1}.to.{t2}",
+                    f"duplicity-new-signatures.{t1}.to.{t2}.sigtar.gpg",
+                    True,
+                    rng.uniform(1, 5),
+                )
+            )
             prev = now
         last = prev
     # The newest incremental is still uploading (or was interrupted): volumes only.
@@ -154,7 +176,9 @@ def backup_history(total_blobs: int, *, chains: int = 26, incrementals: int = 6,
     metadata = sum(1 for s in sets if s.sig) + sum(1 for s in sets if s.finished)
     volume_budget = total_blobs - metadata - len(unknown)
     if volume_budget < len(sets):
-        raise ValueError(f"{total_blobs} blobs is too few for {len(sets)} sets (need at least {metadata + len(unknown) + len(sets)})")
+        raise ValueError(
+            f"{total_blobs} blobs is too few for {len(sets)} sets (need at least {metadata + len(unknown) + len(sets)})"
+        )
     _share(sets, volume_budget)
 
     blobs: list[Blob] = []
@@ -165,12 +189,20 @@ def backup_history(total_blobs: int, *, chains: int = 26, incrementals: int = 6,
             blobs.append(Blob(f"{s.stem}.vol{v}.difftar.gpg", role, size))
         data = s.volumes * VOLSIZE
         if s.sig:
-            blobs.append(Blob(s.sig, SIGNATURES, max(4096, data // (50 if s.stem.startswith("duplicity-full") else 400))))
+            blobs.append(
+                Blob(
+                    s.sig,
+                    SIGNATURES,
+                    max(4096, data // (50 if s.stem.startswith("duplicity-full") else 400)),
+                )
+            )
         if s.finished:
             blobs.append(Blob(f"{s.stem}.manifest.gpg", MANIFEST, 1024 + 280 * s.volumes))
     blobs += [Blob(n, UNKNOWN, rng.randint(100, 100_000)) for n in unknown]
     assert len(blobs) == total_blobs, (len(blobs), total_blobs)
-    return History(tuple(blobs), chains, sum(s.finished for s in sets), sum(not s.finished for s in sets))
+    return History(
+        tuple(blobs), chains, sum(s.finished for s in sets), sum(not s.finished for s in sets)
+    )
 
 
 def _share(sets: list[_Set], budget: int) -> None:

@@ -21,8 +21,20 @@ DEFAULT_PRICES: dict = {
     "currency": "USD",
     "storage_per_gb_month": {"Hot": 0.0184, "Cool": 0.01, "Cold": 0.0036, "Archive": 0.002},
     "write_per_10k": {"Hot": 0.05, "Cool": 0.10, "Cold": 0.18, "Archive": 0.10},
-    "read_per_10k": {"Hot": 0.004, "Cool": 0.01, "Cold": 0.10, "Archive": 5.00, "ArchiveHigh": 50.00},
-    "retrieval_per_gb": {"Hot": 0.0, "Cool": 0.01, "Cold": 0.03, "Archive": 0.02, "ArchiveHigh": 0.10},
+    "read_per_10k": {
+        "Hot": 0.004,
+        "Cool": 0.01,
+        "Cold": 0.10,
+        "Archive": 5.00,
+        "ArchiveHigh": 50.00,
+    },
+    "retrieval_per_gb": {
+        "Hot": 0.0,
+        "Cool": 0.01,
+        "Cold": 0.03,
+        "Archive": 0.02,
+        "ArchiveHigh": 0.10,
+    },
     "minimum_days": {"Hot": 0, "Cool": 30, "Cold": 90, "Archive": 180},
     # Rehydration times from Azure's documentation: Standard up to 15 h; High usually under 1 h
     # for blobs under 10 GB, at most 10 GiB per account per hour with high priority.
@@ -62,7 +74,9 @@ def load_prices(env: Mapping[str, str] | None = None) -> dict:
     return prices
 
 
-def early_deletion(size: int, tier: str, since: datetime | None, now: datetime, prices: dict) -> float:
+def early_deletion(
+    size: int, tier: str, since: datetime | None, now: datetime, prices: dict
+) -> float:
     """Charge for leaving `tier` before its minimum days: the remaining days, prorated."""
     minimum = prices["minimum_days"].get(tier, 0)
     if not minimum or since is None:
@@ -102,15 +116,30 @@ class RehydrationEstimate:
         }
 
 
-def rehydration_estimate(archived: list[tuple[int, datetime | None]], priority: str, now: datetime, prices: dict) -> RehydrationEstimate:
+def rehydration_estimate(
+    archived: list[tuple[int, datetime | None]], priority: str, now: datetime, prices: dict
+) -> RehydrationEstimate:
     """Cost and time to bring `archived` (size, archived-since) blobs online with `priority`."""
     high = priority == "High"
     size = sum(s for s, _ in archived)
     retrieval = size / GB * prices["retrieval_per_gb"]["ArchiveHigh" if high else "Archive"]
-    operations = len(archived) / 10_000 * prices["read_per_10k"]["ArchiveHigh" if high else "Archive"]
+    operations = (
+        len(archived) / 10_000 * prices["read_per_10k"]["ArchiveHigh" if high else "Archive"]
+    )
     early = sum(early_deletion(s, "Archive", since, now, prices) for s, since in archived)
     if high:
-        hours = max(prices["rehydrate_hours"]["High"], size / GIB / prices["high_priority_gib_per_hour"])
+        hours = max(
+            prices["rehydrate_hours"]["High"], size / GIB / prices["high_priority_gib_per_hour"]
+        )
     else:
         hours = prices["rehydrate_hours"]["Standard"]
-    return RehydrationEstimate(len(archived), size, priority, retrieval, operations, early, hours if archived else 0.0, prices["currency"])
+    return RehydrationEstimate(
+        len(archived),
+        size,
+        priority,
+        retrieval,
+        operations,
+        early,
+        hours if archived else 0.0,
+        prices["currency"],
+    )

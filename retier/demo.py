@@ -26,7 +26,9 @@ def duplicity_binary() -> str:
     beside = Path(sys.executable).with_name("duplicity")
     found = str(beside) if beside.exists() else shutil.which("duplicity")
     if not found:
-        raise RuntimeError("duplicity is not installed: run scripts/demo or scripts/test, or pip install -e '.[dev]'")
+        raise RuntimeError(
+            "duplicity is not installed: run scripts/demo or scripts/test, or pip install -e '.[dev]'"
+        )
     return found
 
 
@@ -46,18 +48,24 @@ class Duplicity:
         env["PASSPHRASE"] = PASSPHRASE
         return env
 
-    def run(self, *args: str, archive_dir: Path | None = None, check: bool = True, while_running=None) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, archive_dir: Path | None = None, check: bool = True, while_running=None
+    ) -> subprocess.CompletedProcess:
         """Run duplicity; call `while_running()` every quarter second until it exits (for live events)."""
         cmd = [
             duplicity_binary(),
             *args,
-            "--archive-dir", str(archive_dir or self.archive_dir),
-            "--name", "retier",
+            "--archive-dir",
+            str(archive_dir or self.archive_dir),
+            "--name",
+            "retier",
             "--no-print-statistics",
             *self.extra,
         ]
         if while_running is None:
-            proc = subprocess.run(cmd, check=False, env=self.env(), capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(
+                cmd, check=False, env=self.env(), capture_output=True, text=True, timeout=600
+            )
         else:
             with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
                 child = subprocess.Popen(cmd, env=self.env(), stdout=out, stderr=err, text=True)
@@ -72,7 +80,9 @@ class Duplicity:
                 err.seek(0)
                 proc = subprocess.CompletedProcess(cmd, child.returncode, out.read(), err.read())
         if check and proc.returncode != 0:
-            raise RuntimeError(f"duplicity {args[0]} failed with exit code {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise RuntimeError(
+                f"duplicity {args[0]} failed with exit code {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     @property
@@ -107,13 +117,21 @@ def change_sample_tree(root: Path, step: int) -> None:
         fh.write(f"change {step}\n")
 
 
-def deliver_new_events(service: RetierService, container: str, seen: set[str], first_tier: dict | None = None, echo: bool = False) -> list:
+def deliver_new_events(
+    service: RetierService,
+    container: str,
+    seen: set[str],
+    first_tier: dict | None = None,
+    echo: bool = False,
+) -> list:
     """Send the handler the BlobCreated events Azure would have sent for blobs not seen before."""
     items = [i for i in service.store.list_blobs(container) if i.name not in seen]
     seen.update(i.name for i in items)
     if first_tier is not None:
         first_tier.update({i.name: i.tier for i in items})
-    outcomes = [service.handle_event(event) for event in events_for(service.store, container, items)]
+    outcomes = [
+        service.handle_event(event) for event in events_for(service.store, container, items)
+    ]
     if echo:
         for o in outcomes:
             print(f"  BlobCreated {o.blob:<72} {o.status:<8} {len(o.moved):>2} moved  {o.reason}")
@@ -122,9 +140,13 @@ def deliver_new_events(service: RetierService, container: str, seen: set[str], f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m retier.demo", description=__doc__)
-    parser.add_argument("--volume-tier", default=None, help="override RETIER_VOLUME_TIER (Cold, Cool or Archive)")
+    parser.add_argument(
+        "--volume-tier", default=None, help="override RETIER_VOLUME_TIER (Cold, Cool or Archive)"
+    )
     parser.add_argument("--container", default=f"retier-demo-{int(time.time())}")
-    parser.add_argument("--keep", action="store_true", help="keep the container and the work directory")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the container and the work directory"
+    )
     args = parser.parse_args(argv)
 
     env = dict(os.environ)
@@ -133,17 +155,23 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(env)
     connection = settings.require_connection()
     if not connection.connection_string:
-        raise SystemExit("the demo needs RETIER_STORAGE to be a connection string (scripts/demo sets it to Azurite)")
+        raise SystemExit(
+            "the demo needs RETIER_STORAGE to be a connection string (scripts/demo sets it to Azurite)"
+        )
     store = BlobStore.from_connection(connection)
     service = RetierService(settings, store)
     work = Path(tempfile.mkdtemp(prefix="retier-demo-"))
     dup = Duplicity(connection.connection_string, args.container, work / "cache")
     source = make_sample_tree(work / "source")
 
-    print(f"retier demo: duplicity {subprocess.run([duplicity_binary(), '--version'], check=True, capture_output=True, text=True).stdout.strip()} "
-          f"-> container {args.container!r}, volumes to {settings.policy.volume_tier}, metadata "
-          f"{settings.policy.metadata_tier or 'stays as uploaded'}\n")
-    store.create_container(args.container)  # so events can be polled before duplicity's first upload
+    print(
+        f"retier demo: duplicity {subprocess.run([duplicity_binary(), '--version'], check=True, capture_output=True, text=True).stdout.strip()} "
+        f"-> container {args.container!r}, volumes to {settings.policy.volume_tier}, metadata "
+        f"{settings.policy.metadata_tier or 'stays as uploaded'}\n"
+    )
+    store.create_container(
+        args.container
+    )  # so events can be polled before duplicity's first upload
     seen: set[str] = set()
     before: dict[str, str | None] = {}
     outcomes = []
@@ -153,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             change_sample_tree(source, step)
         print(f"duplicity {kind} (events delivered as the blobs appear):")
         # Azure sends BlobCreated seconds after each upload; poll the container to do the same.
-        live = lambda: outcomes.extend(deliver_new_events(service, args.container, seen, before, echo=True))
+        live = lambda: outcomes.extend(
+            deliver_new_events(service, args.container, seen, before, echo=True)
+        )
         dup.backup(kind, source, while_running=live)
         live()
 
@@ -166,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     print("  incremental backup with an empty --archive-dir (lost local cache): ok")
     outcomes += deliver_new_events(service, args.container, seen, before)
     status = dup.collection_status()
-    sets = [line for line in status.stdout.splitlines() if line.strip().startswith(("Full", "Incremental"))]
+    sets = [
+        line
+        for line in status.stdout.splitlines()
+        if line.strip().startswith(("Full", "Incremental"))
+    ]
     print(f"  collection-status: ok ({len(sets)} backup sets listed)")
 
     final = {item.name: item.tier for item in store.list_blobs(args.container)}
@@ -178,10 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         store.delete_container(args.container)
         shutil.rmtree(work, ignore_errors=True)
     if bad or wrong:
-        print(f"\nFAILED: {len(bad)} event(s) not handled, blobs at the wrong tier: {wrong}", file=sys.stderr)
+        print(
+            f"\nFAILED: {len(bad)} event(s) not handled, blobs at the wrong tier: {wrong}",
+            file=sys.stderr,
+        )
         return 1
-    print(f"\nall {len(volumes)} volumes are {settings.policy.volume_tier}; manifests and signatures kept their tier "
-          f"({len(final) - len(volumes)} blobs).")
+    print(
+        f"\nall {len(volumes)} volumes are {settings.policy.volume_tier}; manifests and signatures kept their tier "
+        f"({len(final) - len(volumes)} blobs)."
+    )
     return 0
 
 
@@ -190,7 +229,9 @@ def print_tiers(store: BlobStore, container: str, before: dict) -> None:
     width = max(map(len, final))
     print(f"\n{'blob':<{width}}  {'kind':<10}  tier before -> after")
     for name in sorted(final, key=lambda n: (names.parse(n).kind.value != "volume", n)):
-        print(f"{name:<{width}}  {names.parse(name).kind.value:<10}  {before.get(name)} -> {final[name]}")
+        print(
+            f"{name:<{width}}  {names.parse(name).kind.value:<10}  {before.get(name)} -> {final[name]}"
+        )
 
 
 if __name__ == "__main__":

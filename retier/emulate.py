@@ -13,7 +13,15 @@ from retier.storage import BlobItem
 SINGLE_PUT_LIMIT = 64 * 1024 * 1024
 
 
-def blob_created_event(*, account: str, container: str, item: BlobItem, url: str, subscription: str = "00000000-0000-0000-0000-000000000000", resource_group: str = "local") -> dict:
+def blob_created_event(
+    *,
+    account: str,
+    container: str,
+    item: BlobItem,
+    url: str,
+    subscription: str = "00000000-0000-0000-0000-000000000000",
+    resource_group: str = "local",
+) -> dict:
     """The Event Grid-schema event Azure would deliver for `item`, as documented for Blob Storage."""
     return {
         "topic": (
@@ -33,7 +41,9 @@ def blob_created_event(*, account: str, container: str, item: BlobItem, url: str
             "contentLength": item.size,
             "blobType": "BlockBlob",
             "url": url,
-            "sequencer": f"{(item.creation_time or item.last_modified).timestamp():032.6f}" if (item.creation_time or item.last_modified) else None,
+            "sequencer": f"{(item.creation_time or item.last_modified).timestamp():032.6f}"
+            if (item.creation_time or item.last_modified)
+            else None,
             "storageDiagnostics": {"batchId": str(uuid.uuid4())},
         },
         "dataVersion": "",
@@ -42,20 +52,37 @@ def blob_created_event(*, account: str, container: str, item: BlobItem, url: str
 
 
 # duplicity uploads a set's volumes, then its signatures, then the manifest, then jsonstat.
-_UPLOAD_RANK = {Kind.VOLUME: 0, Kind.SIGNATURES: 1, Kind.MANIFEST: 2, Kind.JSONSTAT: 3, Kind.UNKNOWN: 4}
+_UPLOAD_RANK = {
+    Kind.VOLUME: 0,
+    Kind.SIGNATURES: 1,
+    Kind.MANIFEST: 2,
+    Kind.JSONSTAT: 3,
+    Kind.UNKNOWN: 4,
+}
 
 
 def _upload_order(item: BlobItem):
     # Storage timestamps have one-second resolution; within a second, fall back to the order
     # in which duplicity writes a set's objects.
     name = parse(item.name)
-    return (item.creation_time or item.last_modified, _UPLOAD_RANK[name.kind], name.volume or 0, name.par2, item.name)
+    return (
+        item.creation_time or item.last_modified,
+        _UPLOAD_RANK[name.kind],
+        name.volume or 0,
+        name.par2,
+        item.name,
+    )
 
 
 def events_for(store, container: str, items: Iterable[BlobItem]) -> list[dict]:
     """Events for `items` in upload order (oldest first), the order Azure would most likely send them."""
     ordered = sorted(items, key=_upload_order)
     return [
-        blob_created_event(account=store.account_name, container=container, item=item, url=store.blob_url(container, item.name))
+        blob_created_event(
+            account=store.account_name,
+            container=container,
+            item=item,
+            url=store.blob_url(container, item.name),
+        )
         for item in ordered
     ]

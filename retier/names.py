@@ -83,7 +83,12 @@ _S, _S1, _S2 = (f"(?P<{g}>{_BASE36})" for g in ("time", "start_time", "end_time"
 
 _FORMS: tuple[_Form, ...] = (
     _form(Kind.VOLUME, "full", False, rf"duplicity-full\.{_T}\.vol(?P<volume>{_NUMBER})\.difftar"),
-    _form(Kind.VOLUME, "inc", False, rf"duplicity-inc\.{_T1}\.to\.{_T2}\.vol(?P<volume>{_NUMBER})\.difftar"),
+    _form(
+        Kind.VOLUME,
+        "inc",
+        False,
+        rf"duplicity-inc\.{_T1}\.to\.{_T2}\.vol(?P<volume>{_NUMBER})\.difftar",
+    ),
     _form(Kind.MANIFEST, "full", False, rf"duplicity-full\.{_T}\.manifest"),
     _form(Kind.MANIFEST, "inc", False, rf"duplicity-inc\.{_T1}\.to\.{_T2}\.manifest"),
     _form(Kind.SIGNATURES, "full", False, rf"duplicity-full-signatures\.{_T}\.sigtar"),
@@ -157,7 +162,9 @@ class DuplicityName:
 
 
 def _unknown(name: str) -> DuplicityName:
-    return DuplicityName(name, Kind.UNKNOWN, None, None, None, None, None, "", False, False, False, False)
+    return DuplicityName(
+        name, Kind.UNKNOWN, None, None, None, None, None, "", False, False, False, False
+    )
 
 
 def _is_real_time(text: str) -> bool:
@@ -240,7 +247,9 @@ def _swap_prefix(prefix: str, old: str, new: str) -> str:
     return prefix
 
 
-def volume_listing_prefix(manifest: DuplicityName, *, manifest_prefix: str = "", archive_prefix: str = "") -> str:
+def volume_listing_prefix(
+    manifest: DuplicityName, *, manifest_prefix: str = "", archive_prefix: str = ""
+) -> str:
     """The blob-name prefix under which the volumes (and their par2 files) of `manifest`'s set are listed.
 
     "x/duplicity-full.T.manifest.gpg" -> "x/duplicity-full.T.vol";
@@ -268,7 +277,9 @@ def volume_listing_prefix(manifest: DuplicityName, *, manifest_prefix: str = "",
     return prefix + _set_stem(manifest) + ("." if manifest.short else ".vol")
 
 
-def manifest_listing_prefix(obj: DuplicityName, *, manifest_prefix: str = "", archive_prefix: str = "") -> str:
+def manifest_listing_prefix(
+    obj: DuplicityName, *, manifest_prefix: str = "", archive_prefix: str = ""
+) -> str:
     """The blob-name prefix under which the manifest of `obj`'s set is listed, encrypted or not.
 
     "x/duplicity-full.T.vol3.difftar.gpg" -> "x/duplicity-full.T.manifest"
@@ -297,7 +308,9 @@ def manifest_listing_prefix(obj: DuplicityName, *, manifest_prefix: str = "", ar
     return prefix + _set_stem(obj) + (".m" if obj.short else ".manifest")
 
 
-def set_key(obj: DuplicityName, *, manifest_prefix: str = "", archive_prefix: str = "") -> tuple[str, tuple]:
+def set_key(
+    obj: DuplicityName, *, manifest_prefix: str = "", archive_prefix: str = ""
+) -> tuple[str, tuple]:
     """Identity of the backup set `obj` belongs to, chain prefix included: equal for a set's
     manifest and volumes (under per-type prefixes too), different for any other set or chain.
 
@@ -305,4 +318,6 @@ def set_key(obj: DuplicityName, *, manifest_prefix: str = "", archive_prefix: st
     crafted or foreign name (`….manifestduplicity-full.T.vol1.difftar`) that `set_id` alone would
     take for a member.
     """
-    return manifest_listing_prefix(obj, manifest_prefix=manifest_prefix, archive_prefix=archive_prefix), obj.set_id
+    return manifest_listing_prefix(
+        obj, manifest_prefix=manifest_prefix, archive_prefix=archive_prefix
+    ), obj.set_id

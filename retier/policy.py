@@ -94,7 +94,9 @@ class Decision:
         }
 
 
-def decide(name: DuplicityName, current_tier: str | None, archive_status: str | None, policy: Policy) -> Decision:
+def decide(
+    name: DuplicityName, current_tier: str | None, archive_status: str | None, policy: Policy
+) -> Decision:
     """Decide one blob. Moves only a recognised object, to a colder tier, when it is not rehydrating."""
 
     def keep(reason: str, target: str | None = None) -> Decision:
@@ -118,4 +120,11 @@ def decide(name: DuplicityName, current_tier: str | None, archive_status: str | 
         return keep("already at target", target)
     if not is_colder(target, current):
         return keep(f"never moves warmer ({current} -> {target})", target)
-    return Decision(name.name, name.kind.value, current, target, True, "finished set" if name.kind is Kind.VOLUME else "metadata tier setting")
+    return Decision(
+        name.name,
+        name.kind.value,
+        current,
+        target,
+        True,
+        "finished set" if name.kind is Kind.VOLUME else "metadata tier setting",
+    )

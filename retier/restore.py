@@ -17,7 +17,6 @@ from retier.storage import OK, BlobItem, BlobStore
 logger = logging.getLogger(__name__)
 
 
-
 class RestoreError(ValueError):
     """The container or the request cannot give a restore plan (no chain, ambiguous prefix, bad time)."""
 
@@ -25,7 +24,15 @@ class RestoreError(ValueError):
 # -- time ---------------------------------------------------------------------------------------
 _INTERVAL = re.compile(r"^(?:(\d+)([smhDWMY]))+$")
 _INTERVAL_PART = re.compile(r"(\d+)([smhDWMY])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365 * 86400}
+_UNIT_SECONDS = {
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "D": 86400,
+    "W": 7 * 86400,
+    "M": 30 * 86400,
+    "Y": 365 * 86400,
+}
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
@@ -36,7 +43,9 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     if value == "now":
         return now
     if _INTERVAL.match(value):
-        return now - timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in _INTERVAL_PART.findall(value)))
+        return now - timedelta(
+            seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in _INTERVAL_PART.findall(value))
+        )
     if value.isdigit():
         return datetime.fromtimestamp(int(value), timezone.utc)
     for fmt in ("%Y%m%dT%H%M%SZ", "%Y/%m/%d"):
@@ -84,7 +93,11 @@ class BackupSet:
 
     @property
     def label(self) -> str:
-        return self.manifest.name.rsplit("manifest", 1)[0].rstrip(".") if not self.manifest.short else self.manifest.name
+        return (
+            self.manifest.name.rsplit("manifest", 1)[0].rstrip(".")
+            if not self.manifest.short
+            else self.manifest.name
+        )
 
 
 @dataclass
@@ -131,7 +144,9 @@ def build_chains(manifests: Iterable[DuplicityName]) -> list[Chain]:
 def chain_at(chains: list[Chain], at: datetime) -> Chain:
     """duplicity's get_backup_chain_at_time: covering chain, else the latest older one, else the first."""
     if not chains:
-        raise RestoreError("no complete backup chain in this container (no full backup with a manifest)")
+        raise RestoreError(
+            "no complete backup chain in this container (no full backup with a manifest)"
+        )
     covering = [c for c in chains if c.start <= at <= c.end]
     if len(covering) == 1:
         return covering[0]
@@ -160,7 +175,13 @@ class Volume:
 
     @classmethod
     def from_item(cls, item: BlobItem) -> Volume:
-        return cls(item.name, item.size, item.tier, item.archive_status, item.tier_change_time or item.creation_time or item.last_modified)
+        return cls(
+            item.name,
+            item.size,
+            item.tier,
+            item.archive_status,
+            item.tier_change_time or item.creation_time or item.last_modified,
+        )
 
 
 @dataclass
@@ -179,9 +200,13 @@ class RestorePlan:
             out[v.state].append(v)
         return out
 
-    def estimate(self, priority: str, prices: dict, now: datetime | None = None) -> costs.RehydrationEstimate:
+    def estimate(
+        self, priority: str, prices: dict, now: datetime | None = None
+    ) -> costs.RehydrationEstimate:
         archived = [(v.size, v.archived_since) for v in self.by_state()["archived"]]
-        return costs.rehydration_estimate(archived, priority, now or datetime.now(timezone.utc), prices)
+        return costs.rehydration_estimate(
+            archived, priority, now or datetime.now(timezone.utc), prices
+        )
 
     def to_dict(self, prices: dict | None = None) -> dict:
         states = self.by_state()
@@ -192,7 +217,13 @@ class RestorePlan:
             "sets": self.sets,
             "partial": self.partial,
             "volumes": [
-                {"name": v.name, "bytes": v.size, "tier": v.tier, "archive_status": v.archive_status, "state": v.state}
+                {
+                    "name": v.name,
+                    "bytes": v.size,
+                    "tier": v.tier,
+                    "archive_status": v.archive_status,
+                    "state": v.state,
+                }
                 for v in self.volumes
             ],
             "counts": {state: len(vs) for state, vs in states.items()},
@@ -200,7 +231,11 @@ class RestorePlan:
         }
         if prices is not None:
             out["estimates"] = {p: self.estimate(p, prices).to_dict() for p in ("Standard", "High")}
-            out["prices"] = {"as_of": prices.get("as_of"), "region": prices.get("region"), "source": prices.get("source")}
+            out["prices"] = {
+                "as_of": prices.get("as_of"),
+                "region": prices.get("region"),
+                "source": prices.get("source"),
+            }
         return out
 
 
@@ -218,7 +253,9 @@ def parse_required_volumes(text: str) -> list[str]:
             elif candidate:
                 inside = False
     if not found:
-        raise RestoreError('no "Required volumes to restore:" list found: give the output of `duplicity restore --dry-run …`')
+        raise RestoreError(
+            'no "Required volumes to restore:" list found: give the output of `duplicity restore --dry-run …`'
+        )
     return found
 
 
@@ -242,10 +279,15 @@ def plan_restore(
     if prefix is not None:
         manifests = {p: m for p, m in manifests.items() if p == prefix}
     if not manifests:
-        raise RestoreError(f"no duplicity manifests in container {container!r}" + (f" under prefix {prefix!r}" if prefix else ""))
+        raise RestoreError(
+            f"no duplicity manifests in container {container!r}"
+            + (f" under prefix {prefix!r}" if prefix else "")
+        )
     if len(manifests) > 1:
         found = ", ".join(repr(p) for p in sorted(manifests))
-        raise RestoreError(f"container {container!r} holds backups under several prefixes ({found}): choose one with --prefix")
+        raise RestoreError(
+            f"container {container!r} holds backups under several prefixes ({found}): choose one with --prefix"
+        )
     (group,) = manifests.values()
     chain = chain_at(build_chains(group), at)
     sets = chain.sets_at(at)
@@ -262,12 +304,16 @@ def plan_restore(
         wanted = set(volume_names)
         missing = wanted - {v.name for v in volumes}
         if missing:
-            raise RestoreError(f"{len(missing)} listed volume(s) are not in that chain, e.g. {min(missing)!r}: "
-                               "use the same --time for duplicity and retier")
+            raise RestoreError(
+                f"{len(missing)} listed volume(s) are not in that chain, e.g. {min(missing)!r}: "
+                "use the same --time for duplicity and retier"
+            )
         volumes = [v for v in volumes if v.name in wanted]
         partial = True
     label = f"{chain.full.label} .. {sets[-1].label}"
-    return RestorePlan(container, at, label, [s.label for s in sets], volumes, partial, listing_prefixes)
+    return RestorePlan(
+        container, at, label, [s.label for s in sets], volumes, partial, listing_prefixes
+    )
 
 
 # -- rehydrate / status / release -----------------------------------------------------------------
@@ -284,20 +330,37 @@ class RehydrateResult:
     failures: list[dict] = field(default_factory=list)
 
 
-def rehydrate(store: BlobStore, plan: RestorePlan, *, to: str = "Hot", priority: str = "Standard") -> RehydrateResult:
+def rehydrate(
+    store: BlobStore, plan: RestorePlan, *, to: str = "Hot", priority: str = "Standard"
+) -> RehydrateResult:
     """Hold the container first, then Set Blob Tier in place (batched) on the archived volumes."""
     store.set_hold(plan.container, hold_note(to, priority))
     states = plan.by_state()
-    result = RehydrateResult(already_online=len(states["online"]), already_rehydrating=len(states["rehydrating"]))
+    result = RehydrateResult(
+        already_online=len(states["online"]), already_rehydrating=len(states["rehydrating"])
+    )
     archived = [v.name for v in states["archived"]]
-    for r in store.set_tier(plan.container, archived, to, rehydrate_priority=priority) if archived else []:
+    for r in (
+        store.set_tier(plan.container, archived, to, rehydrate_priority=priority)
+        if archived
+        else []
+    ):
         if r.outcome == OK:
             result.requested += 1
         else:
-            result.failures.append({"name": r.name, "outcome": r.outcome, "status": r.status, "code": r.code})
-    logger.info("rehydrate %s: %d requested to %s (%s), %d already online, %d already rehydrating, %d failed",
-                plan.container, result.requested, to, priority, result.already_online, result.already_rehydrating,
-                len(result.failures))
+            result.failures.append(
+                {"name": r.name, "outcome": r.outcome, "status": r.status, "code": r.code}
+            )
+    logger.info(
+        "rehydrate %s: %d requested to %s (%s), %d already online, %d already rehydrating, %d failed",
+        plan.container,
+        result.requested,
+        to,
+        priority,
+        result.already_online,
+        result.already_rehydrating,
+        len(result.failures),
+    )
     return result
 
 
@@ -310,7 +373,9 @@ def refresh(store: BlobStore, plan: RestorePlan) -> RestorePlan:
             if item.name in wanted:
                 current[item.name] = Volume.from_item(item)
     volumes = [current.get(v.name, v) for v in plan.volumes]
-    return RestorePlan(plan.container, plan.at, plan.chain, plan.sets, volumes, plan.partial, plan.listing_prefixes)
+    return RestorePlan(
+        plan.container, plan.at, plan.chain, plan.sets, volumes, plan.partial, plan.listing_prefixes
+    )
 
 
 def wait_until_online(

@@ -76,7 +76,9 @@ class RetierService:
     def handle_event(self, event: Mapping) -> Outcome:
         try:
             blob_event = events.parse_event(
-                event, account=self.settings.account_name, containers=self.settings.containers or None
+                event,
+                account=self.settings.account_name,
+                containers=self.settings.containers or None,
             )
         except events.IgnoredEvent as exc:
             return self._log(Outcome(IGNORED, exc.reason, event_id=_event_id(event)))
@@ -85,7 +87,12 @@ class RetierService:
 
         name = names.parse(blob_event.blob)
         outcome = Outcome(
-            HANDLED, "", event_id=blob_event.id, container=blob_event.container, blob=blob_event.blob, kind=name.kind.value
+            HANDLED,
+            "",
+            event_id=blob_event.id,
+            container=blob_event.container,
+            blob=blob_event.blob,
+            kind=name.kind.value,
         )
         try:
             self._handle_blob(blob_event.container, name, outcome)
@@ -93,7 +100,9 @@ class RetierService:
             outcome.status = RETRY if exc.transient else HANDLED
             outcome.reason = str(exc) if exc.transient else f"gave up: {exc}"
             if not exc.transient:
-                outcome.failures.append({"name": blob_event.blob, "outcome": FAILED, "error": str(exc)})
+                outcome.failures.append(
+                    {"name": blob_event.blob, "outcome": FAILED, "error": str(exc)}
+                )
         return self._log(outcome)
 
     # -- per kind ------------------------------------------------------------------------------
@@ -112,13 +121,20 @@ class RetierService:
         if not self._finish_set(container, manifest, outcome, own_manifest=manifest.name):
             # The event says the manifest exists, the account says it does not: do nothing rather
             # than archive a set that may be unfinished (or replayed after it was deleted).
-            outcome.status, outcome.reason = IGNORED, "manifest not found in storage; set left alone"
+            outcome.status, outcome.reason = (
+                IGNORED,
+                "manifest not found in storage; set left alone",
+            )
 
     def _volume_landed(self, container: str, volume: DuplicityName, outcome: Outcome) -> None:
         # In the usual order the manifest is not there yet: a narrow listing says so cheaply,
         # without listing the volumes uploaded so far.
         prefix = names.manifest_listing_prefix(volume, **self.settings.name_prefixes)
-        manifests = [n for item in self.store.list_blobs(container, prefix) if self._is_manifest_of(n := names.parse(item.name), volume)]
+        manifests = [
+            n
+            for item in self.store.list_blobs(container, prefix)
+            if self._is_manifest_of(n := names.parse(item.name), volume)
+        ]
         # Events are not ordered: a retried manifest event can arrive after its volumes' events.
         # Then a volume's event does what the manifest's event does, so a burst of late volume
         # events costs one batch, not one per volume.
@@ -127,15 +143,29 @@ class RetierService:
             # resumed, which re-uploads the last volume and reads volume 1.
             outcome.status, outcome.reason = IGNORED, "set unfinished: manifest not uploaded yet"
 
-    def _finish_set(self, container: str, manifest: DuplicityName, outcome: Outcome, own_manifest: str | None = None) -> bool:
+    def _finish_set(
+        self,
+        container: str,
+        manifest: DuplicityName,
+        outcome: Outcome,
+        own_manifest: str | None = None,
+    ) -> bool:
         """Tier a finished set's volumes; False (and nothing done) when its manifest is not in storage."""
         listed = self._set_listing(container, manifest)
         if not any(self._is_manifest_of(n, manifest) for n, _ in listed["manifest"]):
             return False
-        volumes = [(n, item) for n, item in listed["volumes"] if n.kind is Kind.VOLUME and self._same_set(n, manifest)]
+        volumes = [
+            (n, item)
+            for n, item in listed["volumes"]
+            if n.kind is Kind.VOLUME and self._same_set(n, manifest)
+        ]
         own = []
         if own_manifest and self.settings.policy.metadata_tier:
-            own = [(n, item) for n, item in listed["manifest"] if n.name == own_manifest or (n.name.startswith(own_manifest) and n.par2)]
+            own = [
+                (n, item)
+                for n, item in listed["manifest"]
+                if n.name == own_manifest or (n.name.startswith(own_manifest) and n.par2)
+            ]
         self._apply(container, volumes + own, outcome)  # one restore-hold read for the whole set
         outcome.reason = outcome.reason or f"set finished: {len(volumes)} volume(s) listed"
         return True
@@ -158,22 +188,39 @@ class RetierService:
         return names.set_key(a, **prefixes) == names.set_key(b, **prefixes)
 
     def _is_manifest_of(self, candidate: DuplicityName, obj: DuplicityName) -> bool:
-        return candidate.kind is Kind.MANIFEST and not candidate.par2 and self._same_set(candidate, obj)
+        return (
+            candidate.kind is Kind.MANIFEST
+            and not candidate.par2
+            and self._same_set(candidate, obj)
+        )
 
-    def _set_listing(self, container: str, manifest: DuplicityName) -> dict[str, list[tuple[DuplicityName, BlobItem]]]:
+    def _set_listing(
+        self, container: str, manifest: DuplicityName
+    ) -> dict[str, list[tuple[DuplicityName, BlobItem]]]:
         """The set's manifest(s) and volumes, in one listing when both share a prefix."""
         volume_prefix = names.volume_listing_prefix(manifest, **self.settings.name_prefixes)
         manifest_prefix = names.manifest_listing_prefix(manifest)
         if self.settings.file_prefix_archive == self.settings.file_prefix_manifest:
             common = commonprefix([volume_prefix, manifest_prefix])
-            parsed = [(names.parse(item.name), item) for item in self.store.list_blobs(container, common)]
-            return {"manifest": [p for p in parsed if p[0].kind is Kind.MANIFEST], "volumes": [p for p in parsed if p[0].kind is Kind.VOLUME]}
+            parsed = [
+                (names.parse(item.name), item) for item in self.store.list_blobs(container, common)
+            ]
+            return {
+                "manifest": [p for p in parsed if p[0].kind is Kind.MANIFEST],
+                "volumes": [p for p in parsed if p[0].kind is Kind.VOLUME],
+            }
         return {
-            "manifest": [(names.parse(i.name), i) for i in self.store.list_blobs(container, manifest_prefix)],
-            "volumes": [(names.parse(i.name), i) for i in self.store.list_blobs(container, volume_prefix)],
+            "manifest": [
+                (names.parse(i.name), i) for i in self.store.list_blobs(container, manifest_prefix)
+            ],
+            "volumes": [
+                (names.parse(i.name), i) for i in self.store.list_blobs(container, volume_prefix)
+            ],
         }
 
-    def _apply(self, container: str, blobs: Iterable[tuple[DuplicityName, BlobItem]], outcome: Outcome) -> None:
+    def _apply(
+        self, container: str, blobs: Iterable[tuple[DuplicityName, BlobItem]], outcome: Outcome
+    ) -> None:
         by_target: dict[str, list[str]] = defaultdict(list)
         index: dict[str, int] = {}
         for name, item in blobs:
@@ -186,26 +233,57 @@ class RetierService:
         hold = self.store.get_hold(container) if by_target else None
         if hold is not None:
             for i in index.values():
-                outcome.decisions[i] = replace(outcome.decisions[i], move=False, reason="container on restore hold")
-            outcome.status, outcome.reason = IGNORED, f"container on restore hold ({hold}); nothing moved"
+                outcome.decisions[i] = replace(
+                    outcome.decisions[i], move=False, reason="container on restore hold"
+                )
+            outcome.status, outcome.reason = (
+                IGNORED,
+                f"container on restore hold ({hold}); nothing moved",
+            )
             return
         for target, blob_names in by_target.items():
             for result in self.store.set_tier(container, blob_names, target):
                 decision = outcome.decisions[index[result.name]]
                 if result.outcome == OK:
-                    logger.info("%s %s %s -> %s %s", result.name, decision.kind, decision.current, target, decision.reason)
+                    logger.info(
+                        "%s %s %s -> %s %s",
+                        result.name,
+                        decision.kind,
+                        decision.current,
+                        target,
+                        decision.reason,
+                    )
                     continue
-                outcome.decisions[index[result.name]] = replace(decision, move=False, reason=f"not moved: {result.outcome}")
+                outcome.decisions[index[result.name]] = replace(
+                    decision, move=False, reason=f"not moved: {result.outcome}"
+                )
                 if result.outcome in (GONE, SKIPPED):
-                    logger.info("%s left: %s (HTTP %s %s)", result.name, result.outcome, result.status, result.code or "")
+                    logger.info(
+                        "%s left: %s (HTTP %s %s)",
+                        result.name,
+                        result.outcome,
+                        result.status,
+                        result.code or "",
+                    )
                     continue
-                outcome.failures.append({"name": result.name, "outcome": result.outcome, "status": result.status, "code": result.code})
+                outcome.failures.append(
+                    {
+                        "name": result.name,
+                        "outcome": result.outcome,
+                        "status": result.status,
+                        "code": result.code,
+                    }
+                )
                 if result.outcome == TRANSIENT:
                     outcome.status = RETRY
                 outcome.reason = f"{len(outcome.failures)} blob(s) not tiered"
 
     def _log(self, outcome: Outcome) -> Outcome:
-        level = logging.WARNING if outcome.status in (RETRY, INVALID) or outcome.failures else logging.INFO
+        level = (
+            logging.WARNING
+            if outcome.status in (RETRY, INVALID) or outcome.failures
+            else logging.INFO
+        )
         logger.log(
             level,
             "event %s %s/%s kind=%s status=%s moved=%d reason=%s",

@@ -74,7 +74,10 @@ class Settings:
     @property
     def name_prefixes(self) -> dict[str, str]:
         """duplicity's --file-prefix-archive/-manifest, as retier.names' listing and set_key functions take them."""
-        return {"archive_prefix": self.file_prefix_archive, "manifest_prefix": self.file_prefix_manifest}
+        return {
+            "archive_prefix": self.file_prefix_archive,
+            "manifest_prefix": self.file_prefix_manifest,
+        }
 
     @property
     def account_name(self) -> str | None:
@@ -139,16 +142,26 @@ def _connection(env: Mapping[str, str], *, allow_duplicity_env: bool) -> Connect
     elif uri:
         if credential and credential.lower() != "managedidentity":
             raise SettingsError(f"{STORAGE_CREDENTIAL} may only be 'managedidentity'")
-        result = Connection(blob_service_uri=uri, client_id=client_id, credential=credential, source=STORAGE_BLOB_SERVICE_URI)
+        result = Connection(
+            blob_service_uri=uri,
+            client_id=client_id,
+            credential=credential,
+            source=STORAGE_BLOB_SERVICE_URI,
+        )
     elif allow_duplicity_env and env.get(DUPLICITY_CONNECTION_STRING, "").strip():
-        result = Connection(connection_string=env[DUPLICITY_CONNECTION_STRING].strip(), source=DUPLICITY_CONNECTION_STRING)
+        result = Connection(
+            connection_string=env[DUPLICITY_CONNECTION_STRING].strip(),
+            source=DUPLICITY_CONNECTION_STRING,
+        )
     else:
         return None
     _ = result.account_name  # validate now, not at the first event
     return result
 
 
-def load_settings(env: Mapping[str, str] | None = None, *, allow_duplicity_env: bool = False) -> Settings:
+def load_settings(
+    env: Mapping[str, str] | None = None, *, allow_duplicity_env: bool = False
+) -> Settings:
     """Read every RETIER_* setting; raise SettingsError naming the first bad one."""
     env = os.environ if env is None else env
     try:
@@ -159,7 +172,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, allow_duplicity_env: 
     except PolicyError as exc:
         raise SettingsError(str(exc)) from None
     # Azure container names are lower case; "Backups" can only mean "backups".
-    containers = frozenset(c.strip().lower() for c in env.get(CONTAINERS, "").split(",") if c.strip())
+    containers = frozenset(
+        c.strip().lower() for c in env.get(CONTAINERS, "").split(",") if c.strip()
+    )
     return Settings(
         connection=_connection(env, allow_duplicity_env=allow_duplicity_env),
         policy=policy,

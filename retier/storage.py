@@ -37,7 +37,9 @@ _TRANSIENT_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
 class StorageError(Exception):
     """A storage call failed; `transient` says whether retrying later can help."""
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None, code: str | None = None):
+    def __init__(
+        self, message: str, *, transient: bool, status: int | None = None, code: str | None = None
+    ):
         super().__init__(message)
         self.transient = transient
         self.status = status
@@ -50,7 +52,11 @@ def classify(status: int, code: str | None = None) -> str:
         return OK
     if status == 404:
         return GONE
-    if status == 409 and code in ("BlobArchived", "BlobBeingRehydrated", "BlobTierInadequateForContentLength"):
+    if status == 409 and code in (
+        "BlobArchived",
+        "BlobBeingRehydrated",
+        "BlobTierInadequateForContentLength",
+    ):
         return SKIPPED
     # 401/403 are transient on purpose: a role assignment that is still propagating, or one the
     # user is about to fix, should see Event Grid redeliver rather than lose the event.
@@ -67,7 +73,9 @@ def _translated(what: str) -> Iterator[None]:
         if exc.status_code is None:
             # No answer from storage at all: typically a token the identity could not get yet
             # (ClientAuthenticationError, CredentialUnavailableError), which may pass.
-            raise StorageError(f"{what}: no answer from storage: {type(exc).__name__}", transient=True) from None
+            raise StorageError(
+                f"{what}: no answer from storage: {type(exc).__name__}", transient=True
+            ) from None
         status = exc.status_code
         code = getattr(exc, "error_code", None)
         verdict = classify(status, code)
@@ -78,7 +86,9 @@ def _translated(what: str) -> Iterator[None]:
             code=code,
         ) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
-        raise StorageError(f"{what}: connection failed: {type(exc).__name__}", transient=True) from None
+        raise StorageError(
+            f"{what}: connection failed: {type(exc).__name__}", transient=True
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -126,9 +136,13 @@ RETRY_TOTAL = 2
 def connect(connection: Connection, **client_kwargs) -> BlobServiceClient:
     """A BlobServiceClient for a connection string or a managed identity (Functions' convention)."""
     if "retry_policy" not in client_kwargs and "retry_total" not in client_kwargs:
-        client_kwargs["retry_policy"] = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=RETRY_TOTAL, random_jitter_range=1)
+        client_kwargs["retry_policy"] = ExponentialRetry(
+            initial_backoff=1, increment_base=2, retry_total=RETRY_TOTAL, random_jitter_range=1
+        )
     if connection.connection_string:
-        return BlobServiceClient.from_connection_string(connection.connection_string, **client_kwargs)
+        return BlobServiceClient.from_connection_string(
+            connection.connection_string, **client_kwargs
+        )
     # Imported here: only identity-based deployments pay azure-identity's import time.
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
@@ -160,7 +174,10 @@ class BlobStore:
     def get_hold(self, container: str) -> str | None:
         """The hold's note if `container` is on restore hold, else None (one request)."""
         with _translated(f"read properties of {container}"):
-            metadata = self._client.get_container_client(container).get_container_properties().metadata or {}
+            metadata = (
+                self._client.get_container_client(container).get_container_properties().metadata
+                or {}
+            )
         for key, value in metadata.items():
             if key.lower() == HOLD_KEY:
                 return value or "on hold"
@@ -197,12 +214,21 @@ class BlobStore:
 
     def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobItem]:
         """Stream the blobs under `prefix`, tiers included (one request per page of 5,000)."""
-        pages = self._client.get_container_client(container).list_blobs(name_starts_with=prefix or None)
+        pages = self._client.get_container_client(container).list_blobs(
+            name_starts_with=prefix or None
+        )
         with _translated(f"list {container}/{prefix or ''}*"):
             for props in pages:
                 yield _blob_item(props)
 
-    def set_tier(self, container: str, names: Iterable[str], tier: str, *, rehydrate_priority: str | None = None) -> list[TierResult]:
+    def set_tier(
+        self,
+        container: str,
+        names: Iterable[str],
+        tier: str,
+        *,
+        rehydrate_priority: str | None = None,
+    ) -> list[TierResult]:
         """Set `tier` on every blob in `names` with Blob Batch, 256 per request; one result per blob.
 
         Per-blob failures come back as results; a failure of a whole batch request raises
@@ -224,21 +250,28 @@ class BlobStore:
                 parts = list(container_client.set_standard_blob_tier_blobs(tier, *chunk, **kwargs))
             if len(parts) != len(chunk):
                 raise StorageError(
-                    f"batch answered {len(parts)} sub-responses for {len(chunk)} blobs", transient=True
+                    f"batch answered {len(parts)} sub-responses for {len(chunk)} blobs",
+                    transient=True,
                 )
             for name, part in zip(chunk, parts, strict=True):
                 code = part.headers.get("x-ms-error-code")
-                results.append(TierResult(name, tier, classify(part.status_code, code), part.status_code, code))
+                results.append(
+                    TierResult(name, tier, classify(part.status_code, code), part.status_code, code)
+                )
         return results
 
     @staticmethod
-    def _set_one(container_client, name: str, tier: str, rehydrate_priority: str | None) -> TierResult:
+    def _set_one(
+        container_client, name: str, tier: str, rehydrate_priority: str | None
+    ) -> TierResult:
         blob = container_client.get_blob_client(name)
         try:
             with _translated(f"set tier {tier} on {container_client.container_name}/{name}"):
                 blob.set_standard_blob_tier(tier, rehydrate_priority=rehydrate_priority)
         except StorageError as exc:
-            if exc.status is None:  # no answer at all (connection): the same as a failed batch request
+            if (
+                exc.status is None
+            ):  # no answer at all (connection): the same as a failed batch request
                 raise
             return TierResult(name, tier, classify(exc.status, exc.code), exc.status, exc.code)
         return TierResult(name, tier, OK, 200)

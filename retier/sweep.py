@@ -34,7 +34,9 @@ MAX_FAILURE_DETAILS = 1000  # failures beyond this are counted, not listed
 # SDK's own retries) is tried again at the end of the sweep, after each of these pauses; what
 # still fails after the last is reported. Setting a colder tier twice is harmless.
 RETRY_DELAYS = (5.0, 30.0)
-MAX_RETRY_BLOBS = 100 * BATCH_LIMIT  # transient failures kept for a retry; beyond this, reported at once
+MAX_RETRY_BLOBS = (
+    100 * BATCH_LIMIT
+)  # transient failures kept for a retry; beyond this, reported at once
 
 
 @dataclass
@@ -53,7 +55,9 @@ class Move:
     current: str
     target: str
     size: int
-    since: datetime | None = None  # when the blob reached its current tier (for early-deletion charges)
+    since: datetime | None = (
+        None  # when the blob reached its current tier (for early-deletion charges)
+    )
 
 
 @dataclass
@@ -108,9 +112,13 @@ class Plan:
             "unknown": {"blobs": unknown.count, "bytes": unknown.bytes},
             "kept_reasons": dict(self.kept_reasons),
             "unfinished_sets": [
-                {"set": u.label, "volumes": u.volumes, "bytes": u.bytes,
-                 "newest": u.newest.isoformat() if u.newest else None,
-                 "age_days": round(u.age_days(now), 2) if u.newest else None}
+                {
+                    "set": u.label,
+                    "volumes": u.volumes,
+                    "bytes": u.bytes,
+                    "newest": u.newest.isoformat() if u.newest else None,
+                    "age_days": round(u.age_days(now), 2) if u.newest else None,
+                }
                 for u in self.unfinished
             ],
         }
@@ -120,7 +128,9 @@ class Plan:
 class _SetState:
     manifest: DuplicityName | None = None
     relist: bool = False  # its manifest came after some of its volumes in the listing
-    pending: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))  # volumes seen before a manifest, by tier
+    pending: dict[str, Tally] = field(
+        default_factory=lambda: defaultdict(Tally)
+    )  # volumes seen before a manifest, by tier
     newest: datetime | None = None
 
 
@@ -133,7 +143,14 @@ class Planner:
     counted until its manifest appears, and the set is re-listed by prefix afterwards.
     """
 
-    def __init__(self, container: str, pol: policy.Policy, *, archive_prefix: str = "", manifest_prefix: str = ""):
+    def __init__(
+        self,
+        container: str,
+        pol: policy.Policy,
+        *,
+        archive_prefix: str = "",
+        manifest_prefix: str = "",
+    ):
         self.plan = Plan(container)
         self.policy = pol
         self.prefixes = {"archive_prefix": archive_prefix, "manifest_prefix": manifest_prefix}
@@ -150,7 +167,13 @@ class Planner:
         if not decision.move:
             self.plan.kept_reasons[decision.reason] += 1
             return None
-        return Move(name.name, before, decision.target, item.size, item.tier_change_time or item.creation_time)
+        return Move(
+            name.name,
+            before,
+            decision.target,
+            item.size,
+            item.tier_change_time or item.creation_time,
+        )
 
     def feed(self, item: BlobItem) -> Move | None:
         """One blob of the container's listing: a Move to apply now, or None."""
@@ -195,14 +218,18 @@ class Planner:
         for (manifest_prefix, _), state in self._sets.items():
             if state.manifest is not None or not state.pending:
                 continue
-            unfinished = UnfinishedSet(manifest_prefix.removesuffix(".manifest"), newest=state.newest)
+            unfinished = UnfinishedSet(
+                manifest_prefix.removesuffix(".manifest"), newest=state.newest
+            )
             for tier, tally in state.pending.items():
                 self.plan.rows[(Kind.VOLUME.value, tier, tier)].add(tally.bytes, tally.count)
                 unfinished.volumes += tally.count
                 unfinished.bytes += tally.bytes
             self.plan.kept_reasons["set unfinished: no manifest"] += unfinished.volumes
             self.plan.unfinished.append(unfinished)
-        self.plan.unfinished.sort(key=lambda u: u.newest or datetime.min.replace(tzinfo=timezone.utc))
+        self.plan.unfinished.sort(
+            key=lambda u: u.newest or datetime.min.replace(tzinfo=timezone.utc)
+        )
         return self.plan
 
 
@@ -241,16 +268,26 @@ class BatchApplier:
     once after each of `retry_delays`.
     """
 
-    def __init__(self, store: BlobStore, container: str, *, workers: int = DEFAULT_WORKERS,
-                 retry_delays: Sequence[float] = RETRY_DELAYS):
+    def __init__(
+        self,
+        store: BlobStore,
+        container: str,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+    ):
         self.store = store
         self.container = container
         self.applied = Applied()
         self._retry_delays = tuple(retry_delays)
         self._to_retry: list[Move] = []
         self._pending: dict[str, list[Move]] = defaultdict(list)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="retier-batch")
-        self._slots = threading.BoundedSemaphore(max(1, workers) * 2)  # back-pressure on the listing
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix="retier-batch"
+        )
+        self._slots = threading.BoundedSemaphore(
+            max(1, workers) * 2
+        )  # back-pressure on the listing
         self._lock = threading.Lock()
         self._futures: set[Future] = set()
 
@@ -282,7 +319,9 @@ class BatchApplier:
             if exc.transient and not final and _worth_retrying(exc.status):
                 self._set_aside([(move, exc.status, exc.code, str(exc)) for move in chunk])
             else:
-                self._record_failures(chunk, TRANSIENT if exc.transient else FAILED, exc.status, exc.code, str(exc))
+                self._record_failures(
+                    chunk, TRANSIENT if exc.transient else FAILED, exc.status, exc.code, str(exc)
+                )
         except Exception as exc:  # a bug must not vanish inside a worker thread
             logger.exception("batch of %d blobs failed unexpectedly", len(chunk))
             self._record_failures(chunk, FAILED, None, None, f"{type(exc).__name__}: {exc}")
@@ -300,7 +339,11 @@ class BatchApplier:
             for r in results:
                 move = unanswered.pop(r.name, None)
                 if move is None:
-                    logger.error("%s: storage answered for %s, which this batch did not send", self.container, r.name)
+                    logger.error(
+                        "%s: storage answered for %s, which this batch did not send",
+                        self.container,
+                        r.name,
+                    )
                 elif r.outcome == OK:
                     self.applied.done.add(move.size)
                     logger.debug("%s -> %s", r.name, r.tier)
@@ -313,7 +356,9 @@ class BatchApplier:
                 else:
                     self._failure(r.name, r.outcome, r.status, r.code, None)
             for move in unanswered.values():
-                self._failure(move.name, FAILED, None, None, "the batch response had no answer for this blob")
+                self._failure(
+                    move.name, FAILED, None, None, "the batch response had no answer for this blob"
+                )
         if retry:
             self._set_aside(retry)
 
@@ -333,7 +378,9 @@ class BatchApplier:
     def _failure(self, name: str, outcome: str, status, code, message) -> None:
         self.applied.failed += 1
         if len(self.applied.failures) < MAX_FAILURE_DETAILS:
-            self.applied.failures.append({"name": name, "outcome": outcome, "status": status, "code": code, "error": message})
+            self.applied.failures.append(
+                {"name": name, "outcome": outcome, "status": status, "code": code, "error": message}
+            )
 
     def close(self, tick: Callable[[], None] | None = None) -> Applied:
         """Send what is left, wait for every batch, then retry transient failures; `tick` runs on this thread meanwhile."""
@@ -344,12 +391,20 @@ class BatchApplier:
                 moves, self._to_retry = self._to_retry, []
             if not moves:
                 break
-            logger.warning("%s: %d tier change(s) failed transiently; retrying in %.0f s (%d of %d)",
-                           self.container, len(moves), delay, round_, len(self._retry_delays))
+            logger.warning(
+                "%s: %d tier change(s) failed transiently; retrying in %.0f s (%d of %d)",
+                self.container,
+                len(moves),
+                delay,
+                round_,
+                len(self._retry_delays),
+            )
             self._pause(delay, tick)
             stop = self._reason_not_to_retry()
             if stop:
-                logger.warning("%s: %s; %d tier change(s) not sent again", self.container, stop, len(moves))
+                logger.warning(
+                    "%s: %s; %d tier change(s) not sent again", self.container, stop, len(moves)
+                )
                 self._record_failures(moves, "not retried", None, None, stop)
                 break
             self.applied.retried += len(moves)
@@ -436,17 +491,30 @@ def sweep_container(
     try:
         report.held = store.get_hold(container)
         if report.held:
-            logger.warning("container %s is on restore hold (%s): sweep leaves it alone", container, report.held)
+            logger.warning(
+                "container %s is on restore hold (%s): sweep leaves it alone",
+                container,
+                report.held,
+            )
             return report
         planner = Planner(container, settings.policy, **settings.name_prefixes)
-        applier = None if dry_run else BatchApplier(store, container, workers=workers, retry_delays=retry_delays)
+        applier = (
+            None
+            if dry_run
+            else BatchApplier(store, container, workers=workers, retry_delays=retry_delays)
+        )
         # Progress is reported from this thread only: the plan is not shared with the workers.
         tick = (lambda: progress(planner.plan, applier and applier.applied)) if progress else None
         try:
             _drain(planner.feed, store.list_blobs(container), applier, tick, on_move)
             for key, prefix in planner.sets_to_relist():
-                _drain(lambda item, key=key: planner.feed_relisted(key, item), store.list_blobs(container, prefix), applier, tick,
-                       on_move)
+                _drain(
+                    lambda item, key=key: planner.feed_relisted(key, item),
+                    store.list_blobs(container, prefix),
+                    applier,
+                    tick,
+                    on_move,
+                )
         finally:
             if applier:
                 report.applied = applier.close(tick)
@@ -460,8 +528,13 @@ def sweep_container(
     return report
 
 
-def _drain(decide: Callable[[BlobItem], Move | None], items: Iterable[BlobItem], applier: BatchApplier | None, tick,
-           on_move: Callable[[Move], None] | None) -> None:
+def _drain(
+    decide: Callable[[BlobItem], Move | None],
+    items: Iterable[BlobItem],
+    applier: BatchApplier | None,
+    tick,
+    on_move: Callable[[Move], None] | None,
+) -> None:
     last = time.monotonic()
     for item in items:
         move = decide(item)
@@ -481,7 +554,17 @@ def _log_summary(report: SweepReport) -> None:
     logger.info(
         "sweep %s%s: listed=%d plan_move=%d (%d bytes) moved=%d gone=%d skipped=%d failed=%d retried=%d unknown=%d "
         "unfinished_sets=%d %.1fs",
-        report.container, " (dry run)" if report.dry_run else "", plan.listed, plan.moves.count, plan.moves.bytes,
-        applied.done.count, applied.gone, applied.skipped, applied.failed, applied.retried, plan.unknown.count, len(plan.unfinished),
+        report.container,
+        " (dry run)" if report.dry_run else "",
+        plan.listed,
+        plan.moves.count,
+        plan.moves.bytes,
+        applied.done.count,
+        applied.gone,
+        applied.skipped,
+        applied.failed,
+        applied.retried,
+        plan.unknown.count,
+        len(plan.unfinished),
         report.seconds,
     )

@@ -14,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-blob"
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 
 
 def connection_string(port: int) -> str:
@@ -46,9 +48,19 @@ def azurite_connection_string():
         )
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 15
     while True:
@@ -115,10 +127,21 @@ def run_retier():
     import subprocess
     import sys
 
-    def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
+    def run(
+        *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess:
+        clean = {
+            k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))
+        }
         clean.update(env or {})
-        return subprocess.run([sys.executable, "-m", "retier", *args], check=False, input=stdin, capture_output=True,
-                              text=True, env=clean, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "retier", *args],
+            check=False,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=clean,
+            timeout=300,
+        )
 
     return run

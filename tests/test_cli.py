@@ -16,14 +16,24 @@ def lines(out):
 
 
 def test_classify_prints_one_json_object_per_name(run_retier):
-    proc = run_retier("classify", VOLS[0], MANIFEST, "duplicity-new-signatures.20240101T020304Z.to.20240102T020304Z.sigtar.gz",
-                  "duplicity-inc.20240101T020304Z.to.20240102T020304Z.jsonstat", "photo.jpg")
+    proc = run_retier(
+        "classify",
+        VOLS[0],
+        MANIFEST,
+        "duplicity-new-signatures.20240101T020304Z.to.20240102T020304Z.sigtar.gz",
+        "duplicity-inc.20240101T020304Z.to.20240102T020304Z.jsonstat",
+        "photo.jpg",
+    )
     assert proc.returncode == 0
     got = [(o["name"], o["kind"], o["type"]) for o in lines(proc.stdout)]
     assert got == [
         (VOLS[0], "volume", "full"),
         (MANIFEST, "manifest", "full"),
-        ("duplicity-new-signatures.20240101T020304Z.to.20240102T020304Z.sigtar.gz", "signatures", "inc"),
+        (
+            "duplicity-new-signatures.20240101T020304Z.to.20240102T020304Z.sigtar.gz",
+            "signatures",
+            "inc",
+        ),
         ("duplicity-inc.20240101T020304Z.to.20240102T020304Z.jsonstat", "jsonstat", "inc"),
         ("photo.jpg", "unknown", None),
     ]
@@ -36,14 +46,27 @@ def test_no_command_or_bad_arguments_exit_2(run_retier):
 
 
 def test_every_command_has_an_example_in_its_help(run_retier):
-    for command in ("classify", "handle-event", "emit-events", "sweep", "restore-plan", "rehydrate", "status", "release"):
+    for command in (
+        "classify",
+        "handle-event",
+        "emit-events",
+        "sweep",
+        "restore-plan",
+        "rehydrate",
+        "status",
+        "release",
+    ):
         proc = run_retier(command, "--help")
         assert proc.returncode == 0 and "example" in proc.stdout
 
 
 @pytest.mark.parametrize("payload", ["{not json", "42", '"a string"'])
-def test_handle_event_rejects_input_that_is_not_events_with_exit_2(payload, azurite_connection_string, run_retier):
-    proc = run_retier("handle-event", "-", stdin=payload, env={"RETIER_STORAGE": azurite_connection_string})
+def test_handle_event_rejects_input_that_is_not_events_with_exit_2(
+    payload, azurite_connection_string, run_retier
+):
+    proc = run_retier(
+        "handle-event", "-", stdin=payload, env={"RETIER_STORAGE": azurite_connection_string}
+    )
     assert proc.returncode == 2 and "retier:" in proc.stderr
 
 
@@ -53,13 +76,20 @@ def test_handle_event_without_a_connection_is_bad_usage(run_retier):
 
 
 def test_handle_event_bad_setting_is_bad_usage_and_names_it(azurite_connection_string, run_retier):
-    proc = run_retier("handle-event", "-", stdin="[]", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_METADATA_TIER": "Archive"})
+    proc = run_retier(
+        "handle-event",
+        "-",
+        stdin="[]",
+        env={"RETIER_STORAGE": azurite_connection_string, "RETIER_METADATA_TIER": "Archive"},
+    )
     assert proc.returncode == 2 and "RETIER_METADATA_TIER" in proc.stderr
     assert "AccountKey" not in proc.stderr
 
 
 @pytest.mark.azurite
-def test_emit_then_handle_events_retiers_the_set_and_a_replay_changes_nothing(blob_service, container, azurite_connection_string, run_retier):
+def test_emit_then_handle_events_retiers_the_set_and_a_replay_changes_nothing(
+    blob_service, container, azurite_connection_string, run_retier
+):
     client = blob_service.get_container_client(container)
     for name in [*VOLS, MANIFEST, "notes.txt"]:
         client.upload_blob(name, b"data")
@@ -68,16 +98,28 @@ def test_emit_then_handle_events_retiers_the_set_and_a_replay_changes_nothing(bl
     emitted = run_retier("emit-events", "--container", container, env=env)
     assert emitted.returncode == 0
     events = json.loads(emitted.stdout)
-    assert len(events) == 4 and {e["eventType"] for e in events} == {"Microsoft.Storage.BlobCreated"}
+    assert len(events) == 4 and {e["eventType"] for e in events} == {
+        "Microsoft.Storage.BlobCreated"
+    }
 
     first = run_retier("handle-event", "-", stdin=emitted.stdout, env=env)
     assert first.returncode == 0, first.stderr
     outcomes = lines(first.stdout)
     assert len(outcomes) == 4
     # oldest first; the manifest already exists, so the first volume's event finishes the set
-    assert {o["blob"]: o["status"] for o in outcomes} == {VOLS[0]: "handled", VOLS[1]: "handled", MANIFEST: "handled", "notes.txt": "ignored"}
+    assert {o["blob"]: o["status"] for o in outcomes} == {
+        VOLS[0]: "handled",
+        VOLS[1]: "handled",
+        MANIFEST: "handled",
+        "notes.txt": "ignored",
+    }
     assert [len(o["moved"]) for o in outcomes] == [2, 0, 0, 0]
-    assert {b.name: b.blob_tier for b in client.list_blobs()} == {VOLS[0]: "Archive", VOLS[1]: "Archive", MANIFEST: "Hot", "notes.txt": "Hot"}
+    assert {b.name: b.blob_tier for b in client.list_blobs()} == {
+        VOLS[0]: "Archive",
+        VOLS[1]: "Archive",
+        MANIFEST: "Hot",
+        "notes.txt": "Hot",
+    }
 
     replay = run_retier("handle-event", "-", stdin=emitted.stdout, env=env)
     assert replay.returncode == 0
@@ -85,24 +127,42 @@ def test_emit_then_handle_events_retiers_the_set_and_a_replay_changes_nothing(bl
 
 
 @pytest.mark.azurite
-def test_handle_event_exit_1_when_storage_is_unreachable(tmp_path, azurite_connection_string, run_retier):
+def test_handle_event_exit_1_when_storage_is_unreachable(
+    tmp_path, azurite_connection_string, run_retier
+):
     event = {
-        "id": "1", "topic": "/subscriptions/x/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
-        "subject": f"/blobServices/default/containers/backups/blobs/{MANIFEST}", "eventType": "Microsoft.Storage.BlobCreated",
-        "eventTime": "2024-01-01T02:03:05Z", "dataVersion": "",
-        "data": {"api": "PutBlob", "url": f"http://127.0.0.1:9/devstoreaccount1/backups/{MANIFEST}", "contentLength": 1},
+        "id": "1",
+        "topic": "/subscriptions/x/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        "subject": f"/blobServices/default/containers/backups/blobs/{MANIFEST}",
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": "2024-01-01T02:03:05Z",
+        "dataVersion": "",
+        "data": {
+            "api": "PutBlob",
+            "url": f"http://127.0.0.1:9/devstoreaccount1/backups/{MANIFEST}",
+            "contentLength": 1,
+        },
     }
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event))
-    unreachable = azurite_connection_string.split("BlobEndpoint=")[0] + "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    unreachable = (
+        azurite_connection_string.split("BlobEndpoint=")[0]
+        + "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
     proc = run_retier("handle-event", str(path), env={"RETIER_STORAGE": unreachable})
     assert proc.returncode == 1
     assert lines(proc.stdout)[0]["status"] == "retry"
 
 
 @pytest.mark.azurite
-def test_handle_event_exit_2_for_a_malformed_event_in_the_batch(azurite_connection_string, run_retier):
-    proc = run_retier("handle-event", "-", stdin=json.dumps([{"id": "x", "subject": "/nope", "data": {}}]),
-                  env={"RETIER_STORAGE": azurite_connection_string})
+def test_handle_event_exit_2_for_a_malformed_event_in_the_batch(
+    azurite_connection_string, run_retier
+):
+    proc = run_retier(
+        "handle-event",
+        "-",
+        stdin=json.dumps([{"id": "x", "subject": "/nope", "data": {}}]),
+        env={"RETIER_STORAGE": azurite_connection_string},
+    )
     assert proc.returncode == 2
     assert lines(proc.stdout)[0]["status"] == "invalid"

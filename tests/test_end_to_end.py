@@ -72,10 +72,14 @@ class BackupRun:
 @pytest.fixture
 def backup_run(azurite_connection_string, tmp_path):
     def run(volume_tier: str, container: str, live: bool) -> BackupRun:
-        settings = load_settings({"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": volume_tier})
+        settings = load_settings(
+            {"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": volume_tier}
+        )
         store = BlobStore.from_connection(settings.connection)
         dup = Duplicity(azurite_connection_string, container, tmp_path / "cache")
-        r = BackupRun(store, RetierService(settings, store), dup, make_sample_tree(tmp_path / "source"))
+        r = BackupRun(
+            store, RetierService(settings, store), dup, make_sample_tree(tmp_path / "source")
+        )
         for step, kind in enumerate(["full", "incremental", "incremental"]):
             if step:
                 time.sleep(1.1)  # set names have one-second resolution
@@ -93,17 +97,25 @@ def _assert_retiered(store, container, volume_tier):
     tiers = _tiers(store, container)
     kinds = {name: names.parse(name).kind.value for name in tiers}
     assert set(kinds.values()) == {"volume", "manifest", "signatures"}, kinds
-    assert sum(k == "volume" for k in kinds.values()) >= 4  # several volumes: --volsize 1 on ~3.6 MB
+    assert (
+        sum(k == "volume" for k in kinds.values()) >= 4
+    )  # several volumes: --volsize 1 on ~3.6 MB
     assert sum(k == "manifest" for k in kinds.values()) >= 2
-    wrong = {n: t for n, t in tiers.items() if t != (volume_tier if kinds[n] == "volume" else "Hot")}
+    wrong = {
+        n: t for n, t in tiers.items() if t != (volume_tier if kinds[n] == "volume" else "Hot")
+    }
     assert wrong == {}
 
 
 def test_cold_volumes_keep_every_duplicity_command_working(backup_run, container, tmp_path):
     r = backup_run("Cold", container, live=True)
-    assert {o.status for o in r.outcomes} <= {HANDLED, IGNORED} and not any(o.failures for o in r.outcomes)
+    assert {o.status for o in r.outcomes} <= {HANDLED, IGNORED} and not any(
+        o.failures for o in r.outcomes
+    )
     moved = [d.name for o in r.outcomes for d in o.moved]
-    assert sorted(moved) == sorted(n for n in _tiers(r.store, container) if names.parse(n).kind.value == "volume")
+    assert sorted(moved) == sorted(
+        n for n in _tiers(r.store, container) if names.parse(n).kind.value == "volume"
+    )
     _assert_retiered(r.store, container, "Cold")
 
     r.incremental(5, archive_dir=tmp_path / "lost-cache")  # a new machine: no local cache
@@ -117,7 +129,9 @@ def test_cold_volumes_keep_every_duplicity_command_working(backup_run, container
     assert _same_tree(r.source, target) == []
 
 
-def test_archived_volumes_still_allow_incrementals_and_collection_status(backup_run, container, tmp_path):
+def test_archived_volumes_still_allow_incrementals_and_collection_status(
+    backup_run, container, tmp_path
+):
     r = backup_run("Archive", container, live=False)
     _assert_retiered(r.store, container, "Archive")
 
@@ -133,7 +147,9 @@ def test_archived_volumes_still_allow_incrementals_and_collection_status(backup_
     assert not (tmp_path / "restored" / "data-0.bin").exists()
 
 
-def test_sweep_retiers_backups_made_before_deployment(azurite_connection_string, container, tmp_path):
+def test_sweep_retiers_backups_made_before_deployment(
+    azurite_connection_string, container, tmp_path
+):
     # duplicity ran for a while with no retier deployed: no events were ever handled.
     from retier.sweep import sweep_container
 
@@ -161,7 +177,9 @@ def test_sweep_retiers_backups_made_before_deployment(azurite_connection_string,
     assert _same_tree(source, target) == []
 
 
-def test_restore_runbook_out_of_archive(backup_run, container, tmp_path, azurite_connection_string, run_retier):
+def test_restore_runbook_out_of_archive(
+    backup_run, container, tmp_path, azurite_connection_string, run_retier
+):
     r = backup_run("Archive", container, live=True)
     store, dup, source = r.store, r.dup, r.source
     _assert_retiered(store, container, "Archive")
@@ -171,23 +189,58 @@ def test_restore_runbook_out_of_archive(backup_run, container, tmp_path, azurite
     # the plan names exactly the volumes duplicity says it needs
     dry = dup.restore(tmp_path / "dry", "--dry-run")
     required = parse_required_volumes(dry.stdout)
-    plan = json.loads(run_retier("restore-plan", "--container", container, "--json", env=archive_env(azurite_connection_string)).stdout)
+    plan = json.loads(
+        run_retier(
+            "restore-plan",
+            "--container",
+            container,
+            "--json",
+            env=archive_env(azurite_connection_string),
+        ).stdout
+    )
     assert sorted(v["name"] for v in plan["volumes"]) == sorted(required)
     assert plan["counts"]["archived"] == len(required) and plan["bytes_to_rehydrate"] > 0
 
-    assert run_retier("rehydrate", "--container", container, "--yes", env=archive_env(azurite_connection_string)).returncode == 0
-    assert run_retier("status", "--container", container, "--wait", "--interval", "1", env=archive_env(azurite_connection_string)).returncode == 0
+    assert (
+        run_retier(
+            "rehydrate",
+            "--container",
+            container,
+            "--yes",
+            env=archive_env(azurite_connection_string),
+        ).returncode
+        == 0
+    )
+    assert (
+        run_retier(
+            "status",
+            "--container",
+            container,
+            "--wait",
+            "--interval",
+            "1",
+            env=archive_env(azurite_connection_string),
+        ).returncode
+        == 0
+    )
 
     target = tmp_path / "restored"
     dup.restore(target, archive_dir=tmp_path / "restore-cache")
     assert _same_tree(source, target) == []
 
-    assert run_retier("release", "--container", container, "--now", env=archive_env(azurite_connection_string)).returncode == 0
+    assert (
+        run_retier(
+            "release", "--container", container, "--now", env=archive_env(azurite_connection_string)
+        ).returncode
+        == 0
+    )
     _assert_retiered(store, container, "Archive")
     assert store.get_hold(container) is None
 
 
-def test_single_file_restore_rehydrates_only_the_volumes_that_hold_it(backup_run, container, tmp_path, azurite_connection_string, run_retier):
+def test_single_file_restore_rehydrates_only_the_volumes_that_hold_it(
+    backup_run, container, tmp_path, azurite_connection_string, run_retier
+):
     r = backup_run("Archive", container, live=False)
     store, dup, source = r.store, r.dup, r.source
     wanted = "docs/notes.txt"
@@ -196,19 +249,37 @@ def test_single_file_restore_rehydrates_only_the_volumes_that_hold_it(backup_run
     need.write_text(dry.stdout)
     volumes = [n for n in _tiers(store, container) if names.parse(n).kind.value == "volume"]
 
-    done = run_retier("rehydrate", "--container", container, "--volumes-from", str(need), "--yes", env=archive_env(azurite_connection_string))
+    done = run_retier(
+        "rehydrate",
+        "--container",
+        container,
+        "--volumes-from",
+        str(need),
+        "--yes",
+        env=archive_env(azurite_connection_string),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     online = {n for n, t in _tiers(store, container).items() if n in volumes and t != "Archive"}
     assert online == set(parse_required_volumes(dry.stdout)) and len(online) < len(volumes)
     # The command rehydrate suggests next checks the same volumes: all online, exit 0.
     (hint,) = [line for line in done.stdout.splitlines() if line.startswith("next: retier status ")]
-    status = run_retier(*shlex.split(hint.removeprefix("next: retier ")), env=archive_env(azurite_connection_string))
+    status = run_retier(
+        *shlex.split(hint.removeprefix("next: retier ")), env=archive_env(azurite_connection_string)
+    )
     assert status.returncode == 0, status.stdout + status.stderr
-    assert f"{len(online)} online, 0 rehydrating, 0 archived of {len(online)} volumes needed" in status.stdout
+    assert (
+        f"{len(online)} online, 0 rehydrating, 0 archived of {len(online)} volumes needed"
+        in status.stdout
+    )
 
     restored = tmp_path / "notes.txt"
     dup.restore(restored, "--path-to-restore", wanted)
     assert restored.read_bytes() == (source / wanted).read_bytes()
 
-    assert run_retier("release", "--container", container, "--now", env=archive_env(azurite_connection_string)).returncode == 0
+    assert (
+        run_retier(
+            "release", "--container", container, "--now", env=archive_env(azurite_connection_string)
+        ).returncode
+        == 0
+    )
     _assert_retiered(store, container, "Archive")

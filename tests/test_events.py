@@ -368,7 +368,9 @@ def test_cloudevents_source_naming_another_account_is_invalid():
 
 
 def test_topic_agrees_with_the_url_regardless_of_case():
-    topic = TOPIC.replace("mybackupacct", "MyBackupAcct").replace("Microsoft.Storage", "microsoft.storage")
+    topic = TOPIC.replace("mybackupacct", "MyBackupAcct").replace(
+        "Microsoft.Storage", "microsoft.storage"
+    )
 
     assert parse_event(event_with(EVENTGRID_EVENT, topic=topic)).account == "mybackupacct"
 
@@ -392,7 +394,9 @@ def test_event_for_another_storage_account_is_ignored_and_names_both():
     with pytest.raises(IgnoredEvent) as caught:
         parse_event(EVENTGRID_EVENT, account="prodbackups")
 
-    assert caught.value.reason == "event for storage account mybackupacct, this app serves prodbackups"
+    assert (
+        caught.value.reason == "event for storage account mybackupacct, this app serves prodbackups"
+    )
 
 
 @pytest.mark.parametrize("account", ["mybackupacct", "MyBackupAcct", "", None])
@@ -400,7 +404,9 @@ def test_configured_account_matches_case_insensitively_and_empty_means_any(accou
     assert parse_event(EVENTGRID_EVENT, account=account).account == "mybackupacct"
 
 
-@pytest.mark.parametrize("containers", [None, [], (), {"duplicity"}, ["other", "duplicity"], ["Duplicity"]])
+@pytest.mark.parametrize(
+    "containers", [None, [], (), {"duplicity"}, ["other", "duplicity"], ["Duplicity"]]
+)
 def test_container_in_allow_list_or_no_allow_list_is_accepted(containers):
     assert parse_event(EVENTGRID_EVENT, containers=containers).container == "duplicity"
 
@@ -454,7 +460,13 @@ SUBSCRIPTION_VALIDATION_EVENT = {
             "microsoft.storage.blobcreated",
         ),
     ],
-    ids=["subscription-validation", "blob-deleted", "tier-changed", "cloudevents-deleted", "wrong-case"],
+    ids=[
+        "subscription-validation",
+        "blob-deleted",
+        "tier-changed",
+        "cloudevents-deleted",
+        "wrong-case",
+    ],
 )
 def test_other_event_types_are_ignored_and_the_reason_names_the_type(event, type_name):
     with pytest.raises(IgnoredEvent) as caught:
@@ -522,9 +534,13 @@ MALFORMED = {
     "account-with-hyphen": grid_url(
         f"https://my-storage-account.blob.core.windows.net/duplicity/{VOLUME}", topic=None
     ),
-    "account-too-short": grid_url(f"https://ab.blob.core.windows.net/duplicity/{VOLUME}", topic=None),
+    "account-too-short": grid_url(
+        f"https://ab.blob.core.windows.net/duplicity/{VOLUME}", topic=None
+    ),
     "path-style-account-only": grid_url("http://127.0.0.1:10000/devstoreaccount1", topic=None),
-    "path-style-empty-account": grid_url(f"http://127.0.0.1:10000//duplicity/{MANIFEST}", topic=None),
+    "path-style-empty-account": grid_url(
+        f"http://127.0.0.1:10000//duplicity/{MANIFEST}", topic=None
+    ),
     "content-length-bool": grid_data(contentLength=True),
     "content-length-negative": grid_data(contentLength=-1),
     "content-length-float": grid_data(contentLength=524288.0),
@@ -592,7 +608,9 @@ BAD_BLOB_ADDRESSES = {
         "a%FFb", "data.url blob name is not valid percent-encoded UTF-8", subject_name="a%FFb"
     ),
     "name-dot-dot-segment": unsafe_name(f"host1/../{VOLUME}", "has a '.' or '..' path segment"),
-    "name-encoded-dot-segment": unsafe_name(f"host1/%2E%2E/{VOLUME}", "has a '.' or '..' path segment"),
+    "name-encoded-dot-segment": unsafe_name(
+        f"host1/%2E%2E/{VOLUME}", "has a '.' or '..' path segment"
+    ),
     "name-only-dot": unsafe_name(".", "has a '.' or '..' path segment"),
     "name-trailing-dot-segment": unsafe_name("host1/.", "has a '.' or '..' path segment"),
 }
@@ -616,7 +634,9 @@ def test_bad_container_and_blob_names_are_invalid_for_that_reason(event, fragmen
         ("%24web", "a%2Bb"),
     ],
 )
-def test_the_bad_address_events_differ_from_accepted_ones_only_in_the_bad_name(raw_container, raw_name):
+def test_the_bad_address_events_differ_from_accepted_ones_only_in_the_bad_name(
+    raw_container, raw_name
+):
     created = parse_event(addressed(raw_container, raw_name))
 
     assert (created.container, created.blob) == (unquote(raw_container), unquote(raw_name))
@@ -634,11 +654,16 @@ def test_a_url_with_a_query_is_invalid_and_the_query_is_not_echoed():
 
 def test_content_length_zero_or_absent_is_accepted():
     assert parse_event(event_with(EVENTGRID_EVENT, data={"contentLength": 0})).content_length == 0
-    assert parse_event(event_with(EVENTGRID_EVENT, data={"contentLength": None})).content_length is None
+    assert (
+        parse_event(event_with(EVENTGRID_EVENT, data={"contentLength": None})).content_length
+        is None
+    )
 
 
 def test_unused_data_fields_of_any_shape_are_not_checked():
-    event = event_with(EVENTGRID_EVENT, data={"storageDiagnostics": [1, [2, [3]]], "contentType": 5})
+    event = event_with(
+        EVENTGRID_EVENT, data={"storageDiagnostics": [1, [2, [3]]], "contentType": 5}
+    )
 
     assert parse_event(event).blob == VOLUME
 
@@ -697,8 +722,9 @@ def test_account_from_topic_of_a_non_string_is_none():
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -725,7 +751,9 @@ url_like = st.builds(
 @st.composite
 def mutated_events(draw):
     """A documented event with some fields replaced by arbitrary JSON values."""
-    event = copy.deepcopy(draw(st.sampled_from([EVENTGRID_EVENT, CLOUDEVENTS_EVENT, AZURITE_EVENT])))
+    event = copy.deepcopy(
+        draw(st.sampled_from([EVENTGRID_EVENT, CLOUDEVENTS_EVENT, AZURITE_EVENT]))
+    )
     for key in draw(st.lists(st.sampled_from(EVENT_KEYS), max_size=3)):
         if draw(st.booleans()):
             event.pop(key, None)

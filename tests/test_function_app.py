@@ -42,7 +42,11 @@ def test_timer_binding_runs_daily_by_default():
 def test_app_registers_one_event_grid_trigger_named_retier_blob_created():
     fn = _function()
     (binding,) = fn.get_bindings()
-    assert binding.get_dict_repr() == {"type": "eventGridTrigger", "direction": func.decorators.core.BindingDirection.IN, "name": "event"}
+    assert binding.get_dict_repr() == {
+        "type": "eventGridTrigger",
+        "direction": func.decorators.core.BindingDirection.IN,
+        "name": "event",
+    }
     assert json.loads(fn.get_function_json())["bindings"][0]["type"] == "eventGridTrigger"
 
 
@@ -74,7 +78,9 @@ def function_env(monkeypatch, azurite_connection_string):
 
 
 @pytest.mark.azurite
-def test_registered_function_archives_the_sets_volumes_on_a_manifest_event(blob_service, container, function_env):
+def test_registered_function_archives_the_sets_volumes_on_a_manifest_event(
+    blob_service, container, function_env
+):
     function_env.setenv("RETIER_VOLUME_TIER", "Archive")
     client = blob_service.get_container_client(container)
     for name in [*VOLS, SIGS, MANIFEST]:
@@ -87,24 +93,42 @@ def test_registered_function_archives_the_sets_volumes_on_a_manifest_event(blob_
 
 
 @pytest.mark.azurite
-def test_registered_function_raises_for_a_transient_failure_so_event_grid_redelivers(container, function_env):
-    unreachable = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-                   "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;")
+def test_registered_function_raises_for_a_transient_failure_so_event_grid_redelivers(
+    container, function_env
+):
+    unreachable = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
     function_env.setenv("RETIER_STORAGE", unreachable)
     # Seam for speed only: the function's own in-process retries would wait ~10 s for a port that refuses.
     function_env.setattr("retier.storage.RETRY_TOTAL", 0)
     service_from_environment.cache_clear()
     with pytest.raises(RetryLater):
-        _function().get_user_function()(_grid_event(container, MANIFEST, "http://127.0.0.1:9/devstoreaccount1"))
+        _function().get_user_function()(
+            _grid_event(container, MANIFEST, "http://127.0.0.1:9/devstoreaccount1")
+        )
 
 
 @pytest.mark.azurite
-def test_registered_function_returns_quietly_for_an_event_it_ignores(blob_service, container, function_env, caplog):
+def test_registered_function_returns_quietly_for_an_event_it_ignores(
+    blob_service, container, function_env, caplog
+):
     client = blob_service.get_container_client(container)
-    for name in [*VOLS, SIGS, MANIFEST, "notes.txt"]:  # a finished set beside it: the event must not finish it
+    for name in [
+        *VOLS,
+        SIGS,
+        MANIFEST,
+        "notes.txt",
+    ]:  # a finished set beside it: the event must not finish it
         client.upload_blob(name, b"data")
     with caplog.at_level("INFO"):
-        assert _function().get_user_function()(_grid_event(container, "notes.txt", blob_service.url.rstrip("/"))) is None
+        assert (
+            _function().get_user_function()(
+                _grid_event(container, "notes.txt", blob_service.url.rstrip("/"))
+            )
+            is None
+        )
     assert {b.blob_tier for b in client.list_blobs()} == {"Hot"}
     (said,) = [r.getMessage() for r in caplog.records if "notes.txt" in r.getMessage()]
     assert "status=ignored" in said and "not a duplicity object" in said
@@ -121,11 +145,19 @@ def test_timer_sweeps_the_configured_containers(blob_service, container, functio
     for name in [*VOLS, SIGS, MANIFEST, "notes.txt"]:
         client.upload_blob(name, b"data")
     assert _functions()["retier_sweep"].get_user_function()(_Timer()) is None
-    assert {b.name: b.blob_tier for b in client.list_blobs()} == {VOLS[0]: "Cold", VOLS[1]: "Cold", SIGS: "Hot", MANIFEST: "Hot", "notes.txt": "Hot"}
+    assert {b.name: b.blob_tier for b in client.list_blobs()} == {
+        VOLS[0]: "Cold",
+        VOLS[1]: "Cold",
+        SIGS: "Hot",
+        MANIFEST: "Hot",
+        "notes.txt": "Hot",
+    }
 
 
 @pytest.mark.azurite
-def test_timer_fails_the_run_naming_a_container_it_could_not_sweep_and_sweeps_the_others(blob_service, container, function_env):
+def test_timer_fails_the_run_naming_a_container_it_could_not_sweep_and_sweeps_the_others(
+    blob_service, container, function_env
+):
     from retier.functions import RetryLater
 
     gone = container + "-gone"
@@ -135,7 +167,11 @@ def test_timer_fails_the_run_naming_a_container_it_could_not_sweep_and_sweeps_th
         client.upload_blob(name, b"data")
     with pytest.raises(RetryLater, match=f"sweep incomplete for {gone}$"):
         _functions()["retier_sweep"].get_user_function()(_Timer())
-    assert {b.name: b.blob_tier for b in client.list_blobs()} == {VOLS[0]: "Cold", VOLS[1]: "Cold", MANIFEST: "Hot"}
+    assert {b.name: b.blob_tier for b in client.list_blobs()} == {
+        VOLS[0]: "Cold",
+        VOLS[1]: "Cold",
+        MANIFEST: "Hot",
+    }
 
 
 @pytest.mark.azurite
@@ -152,7 +188,9 @@ def test_timer_without_containers_sweeps_nothing_and_says_so_once(function_env, 
 
 
 @pytest.mark.azurite
-def test_timer_leaves_a_held_container_alone(blob_service, container, function_env, azurite_connection_string):
+def test_timer_leaves_a_held_container_alone(
+    blob_service, container, function_env, azurite_connection_string
+):
     from retier.settings import Connection
     from retier.storage import BlobStore
 
@@ -160,7 +198,9 @@ def test_timer_leaves_a_held_container_alone(blob_service, container, function_e
     client = blob_service.get_container_client(container)
     for name in [*VOLS, MANIFEST]:
         client.upload_blob(name, b"data")
-    BlobStore.from_connection(Connection(connection_string=azurite_connection_string)).set_hold(container, "restore")
+    BlobStore.from_connection(Connection(connection_string=azurite_connection_string)).set_hold(
+        container, "restore"
+    )
     _functions()["retier_sweep"].get_user_function()(_Timer())
     assert {b.blob_tier for b in client.list_blobs()} == {"Hot"}
 
@@ -177,8 +217,11 @@ def test_publish_leaves_out_the_local_tools_and_keeps_what_the_app_imports():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    ignored = {line.strip().rstrip("/") for line in (root / ".funcignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (root / ".funcignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     # Azurite (.tools), the virtualenv and the test and bench code must not be uploaded ...
     assert {".venv", ".tools", "tests", "bench", "local.settings.json"} <= ignored
     # ... and nothing the app imports or the host reads may be left out.

@@ -28,20 +28,31 @@ from retier.names import (
 # The autouse fixture below only restores duplicity's globals after a test; the
 # helpers already restore them around every call, so reusing it across
 # hypothesis examples is harmless.
-SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
-PREFIX_ATTRS = ("file_prefix", "file_prefix_archive", "file_prefix_manifest", "file_prefix_signature",
-                "file_prefix_jsonstat")
+PREFIX_ATTRS = (
+    "file_prefix",
+    "file_prefix_archive",
+    "file_prefix_manifest",
+    "file_prefix_signature",
+    "file_prefix_jsonstat",
+)
 TIME_ATTRS = ("curtime", "curtimestr", "prevtime", "prevtimestr")
 
 T1, T2, T3 = "20240101T020304Z", "20240102T020304Z", "20240103T020304Z"
 FIRST_SECOND, LAST_SECOND = -2177452800, 4102444799  # 1901-01-01T00:00:00Z, 2099-12-31T23:59:59Z
 DUP_TYPES = ("full", "inc", "full-sig", "new-sig", "full-stat", "inc-stat")
 OUR_READING = {  # duplicity's ParseResults.type (and manifest flag) -> our (kind, type)
-    ("full", False): (Kind.VOLUME, "full"), ("inc", False): (Kind.VOLUME, "inc"),
-    ("full", True): (Kind.MANIFEST, "full"), ("inc", True): (Kind.MANIFEST, "inc"),
-    ("full-sig", False): (Kind.SIGNATURES, "full"), ("new-sig", False): (Kind.SIGNATURES, "inc"),
-    ("full-stat", False): (Kind.JSONSTAT, "full"), ("inc-stat", False): (Kind.JSONSTAT, "inc"),
+    ("full", False): (Kind.VOLUME, "full"),
+    ("inc", False): (Kind.VOLUME, "inc"),
+    ("full", True): (Kind.MANIFEST, "full"),
+    ("inc", True): (Kind.MANIFEST, "inc"),
+    ("full-sig", False): (Kind.SIGNATURES, "full"),
+    ("new-sig", False): (Kind.SIGNATURES, "inc"),
+    ("full-stat", False): (Kind.JSONSTAT, "full"),
+    ("inc-stat", False): (Kind.JSONSTAT, "inc"),
 }
 
 
@@ -89,10 +100,18 @@ PREFIX_CHOICES = (
 
 
 @contextlib.contextmanager
-def duplicity_configured(prefixes: Prefixes = Prefixes(), *, gpgsm: bool = False, escape: bool = False) -> Iterator[None]:
+def duplicity_configured(
+    prefixes: Prefixes = Prefixes(), *, gpgsm: bool = False, escape: bool = False
+) -> Iterator[None]:
     """Set duplicity's prefix globals (escaped for its regexes if asked) for the duration."""
     saved = {a: getattr(config, a) for a in PREFIX_ATTRS + ("use_gpgsm",)}
-    values = (prefixes.all, prefixes.archive, prefixes.manifest, prefixes.signature, prefixes.jsonstat)
+    values = (
+        prefixes.all,
+        prefixes.archive,
+        prefixes.manifest,
+        prefixes.signature,
+        prefixes.jsonstat,
+    )
     try:
         for attr, value in zip(PREFIX_ATTRS, values):
             encoded = value.encode()
@@ -106,16 +125,32 @@ def duplicity_configured(prefixes: Prefixes = Prefixes(), *, gpgsm: bool = False
         file_naming.prepare_regex(force=True)
 
 
-def dup_name(dup_type: str, *, t: int, t0: int | None = None, volume: int | None = None, manifest: bool = False,
-             encrypted: bool = False, gzipped: bool = False, partial: bool = False, gpgsm: bool = False,
-             prefixes: Prefixes = Prefixes()) -> str:
+def dup_name(
+    dup_type: str,
+    *,
+    t: int,
+    t0: int | None = None,
+    volume: int | None = None,
+    manifest: bool = False,
+    encrypted: bool = False,
+    gzipped: bool = False,
+    partial: bool = False,
+    gpgsm: bool = False,
+    prefixes: Prefixes = Prefixes(),
+) -> str:
     """A name written by duplicity's own file_naming.get()."""
     with duplicity_configured(prefixes, gpgsm=gpgsm):
         dup_time.setcurtime(t)
         if t0 is not None:
             dup_time.setprevtime(t0)
-        return file_naming.get(dup_type, volume, manifest=manifest, encrypted=encrypted, gzipped=gzipped,
-                               partial=partial).decode()
+        return file_naming.get(
+            dup_type,
+            volume,
+            manifest=manifest,
+            encrypted=encrypted,
+            gzipped=gzipped,
+            partial=partial,
+        ).decode()
 
 
 def dup_parse(name: str, prefix: str = "") -> file_naming.ParseResults | None:
@@ -123,7 +158,12 @@ def dup_parse(name: str, prefix: str = "") -> file_naming.ParseResults | None:
     with duplicity_configured(Prefixes(all=prefix), escape=True):
         try:
             return file_naming.parse(name.encode("utf-8", "surrogatepass"))
-        except (AssertionError, AttributeError, ValueError, TypeError):  # duplicity's parse crashes on some near-misses
+        except (
+            AssertionError,
+            AttributeError,
+            ValueError,
+            TypeError,
+        ):  # duplicity's parse crashes on some near-misses
             return None
 
 
@@ -131,8 +171,18 @@ def b36(n: int) -> str:
     return file_naming.to_base36(n).decode()
 
 
-def short_name(dup_type: str, *, t: int, t0: int | None = None, volume: int | None = None, manifest: bool = False,
-               encrypted: bool = False, gzipped: bool = False, partial: bool = False, prefix: str = "") -> str:
+def short_name(
+    dup_type: str,
+    *,
+    t: int,
+    t0: int | None = None,
+    volume: int | None = None,
+    manifest: bool = False,
+    encrypted: bool = False,
+    gzipped: bool = False,
+    partial: bool = False,
+    prefix: str = "",
+) -> str:
     """A legacy short name, as duplicity 0.7/0.8 get() wrote it with --short-filenames.
 
     duplicity 3 can no longer write these; the jsonstat form (never written by
@@ -141,9 +191,12 @@ def short_name(dup_type: str, *, t: int, t0: int | None = None, volume: int | No
     suffix = ".g" if encrypted else ".z" if gzipped else ""
     part = ".p" if partial else ""
     stem = {
-        "full": f"df.{b36(t)}", "inc": f"di.{b36(t0 or 0)}.{b36(t)}",
-        "full-sig": f"dfs.{b36(t)}.st", "new-sig": f"dns.{b36(t0 or 0)}.{b36(t)}.st",
-        "full-stat": f"dfst.{b36(t)}.jst", "inc-stat": f"dist.{b36(t0 or 0)}.to.{b36(t)}.jst",
+        "full": f"df.{b36(t)}",
+        "inc": f"di.{b36(t0 or 0)}.{b36(t)}",
+        "full-sig": f"dfs.{b36(t)}.st",
+        "new-sig": f"dns.{b36(t0 or 0)}.{b36(t)}.st",
+        "full-stat": f"dfst.{b36(t)}.jst",
+        "inc-stat": f"dist.{b36(t0 or 0)}.to.{b36(t)}.jst",
     }[dup_type]
     if dup_type in ("full", "inc"):
         stem += ".m" if manifest else f".{b36(volume or 0)}.dt"
@@ -161,10 +214,17 @@ def assert_reads_like_duplicity(ours: DuplicityName, pr: file_naming.ParseResult
     assert (ours.kind, ours.type) == OUR_READING[(pr.type, bool(pr.manifest))]
     assert ours.volume == pr.volume_number
     if ours.type == "full":
-        assert (epoch(ours.time, ours.short), ours.start_time, ours.end_time) == (pr.time, None, None)
+        assert (epoch(ours.time, ours.short), ours.start_time, ours.end_time) == (
+            pr.time,
+            None,
+            None,
+        )
     else:
         assert ours.time is None
-        assert (epoch(ours.start_time, ours.short), epoch(ours.end_time, ours.short)) == (pr.start_time, pr.end_time)
+        assert (epoch(ours.start_time, ours.short), epoch(ours.end_time, ours.short)) == (
+            pr.start_time,
+            pr.end_time,
+        )
     assert (ours.encrypted, ours.compressed) == (bool(pr.encrypted), bool(pr.compressed))
 
 
@@ -176,15 +236,39 @@ def renderings(pr: file_naming.ParseResults, prefix: str) -> set[str]:
     """Every name duplicity (3.2.1, or 0.8 with short names) writes for what it parsed into `pr`."""
     full_time = pr.type in ("full", "full-sig", "full-stat")
     t, t0 = (pr.time, None) if full_time else (pr.end_time, pr.start_time)
-    extra = {"volume": pr.volume_number, "manifest": bool(pr.manifest)} if pr.type in ("full", "inc") else {}
+    extra = (
+        {"volume": pr.volume_number, "manifest": bool(pr.manifest)}
+        if pr.type in ("full", "inc")
+        else {}
+    )
     names = set()
     for encrypted, gzipped in itertools.product((False, True), repeat=2):
         if t > 0 and (t0 is None or t0 > 0):
-            names.add(short_name(pr.type, t=t, t0=t0, encrypted=encrypted, gzipped=gzipped, prefix=prefix, **extra))
+            names.add(
+                short_name(
+                    pr.type,
+                    t=t,
+                    t0=t0,
+                    encrypted=encrypted,
+                    gzipped=gzipped,
+                    prefix=prefix,
+                    **extra,
+                )
+            )
         for gpgsm in (False, True):
             with contextlib.suppress(OverflowError, OSError, ValueError):
-                names.add(dup_name(pr.type, t=t, t0=t0, encrypted=encrypted, gzipped=gzipped, gpgsm=gpgsm,
-                                   prefixes=Prefixes(all=prefix), **extra))
+                names.add(
+                    dup_name(
+                        pr.type,
+                        t=t,
+                        t0=t0,
+                        encrypted=encrypted,
+                        gzipped=gzipped,
+                        gpgsm=gpgsm,
+                        prefixes=Prefixes(all=prefix),
+                        **extra,
+                    )
+                )
     return names
 
 
@@ -205,7 +289,9 @@ def check_against_duplicity(name: str, prefix: str = "") -> DuplicityName:
         assert_reads_like_duplicity(ours, pr)
     pr = dup_parse(name, prefix)
     if pr is not None and not pr.partial and name in renderings(pr, prefix):
-        assert ours.kind is not Kind.UNKNOWN, f"{name!r}: duplicity reads and writes it, we reject it"
+        assert ours.kind is not Kind.UNKNOWN, (
+            f"{name!r}: duplicity reads and writes it, we reject it"
+        )
         if ours.prefix == prefix:
             assert_reads_like_duplicity(ours, pr)
         else:  # a short name whose prefix itself reads as part of a short name: shortest prefix wins
@@ -220,62 +306,133 @@ short_times = st.integers(1, 2**40)
 
 
 @st.composite
-def written_names(draw, *, short: bool = False, partial: bool = False, prefix_choices=PREFIX_CHOICES):
+def written_names(
+    draw, *, short: bool = False, partial: bool = False, prefix_choices=PREFIX_CHOICES
+):
     """(name, what was asked of the writer) for a name duplicity writes."""
     dup_type = draw(st.sampled_from(DUP_TYPES))
     t = draw(short_times if short else times)
-    t0 = draw(short_times if short else times) if dup_type in ("inc", "new-sig", "inc-stat") else None
+    t0 = (
+        draw(short_times if short else times)
+        if dup_type in ("inc", "new-sig", "inc-stat")
+        else None
+    )
     manifest = dup_type in ("full", "inc") and draw(st.booleans())
     volume = draw(st.integers(1, 5000)) if dup_type in ("full", "inc") and not manifest else None
     encrypted, gzipped = draw(st.booleans()), draw(st.booleans())
     prefixes = draw(st.sampled_from(prefix_choices))
-    args = {"t": t, "t0": t0, "volume": volume, "manifest": manifest, "encrypted": encrypted, "gzipped": gzipped,
-            "partial": partial}
+    args = {
+        "t": t,
+        "t0": t0,
+        "volume": volume,
+        "manifest": manifest,
+        "encrypted": encrypted,
+        "gzipped": gzipped,
+        "partial": partial,
+    }
     if short:
         name = short_name(dup_type, prefix=prefixes.of(dup_type, manifest), **args)
         gpgsm = False
     else:
         gpgsm = draw(st.booleans())
         name = dup_name(dup_type, gpgsm=gpgsm, prefixes=prefixes, **args)
-    return name, dict(args, dup_type=dup_type, gpgsm=gpgsm, prefixes=prefixes, prefix=prefixes.of(dup_type, manifest))
+    return name, dict(
+        args,
+        dup_type=dup_type,
+        gpgsm=gpgsm,
+        prefixes=prefixes,
+        prefix=prefixes.of(dup_type, manifest),
+    )
 
 
 def mostly(good, bad):
     """Usually one of `good`, sometimes one of `bad`: candidates that are often valid, or one slot off."""
-    return st.one_of(st.sampled_from(good), st.sampled_from(good), st.sampled_from(good), st.sampled_from(bad))
+    return st.one_of(
+        st.sampled_from(good), st.sampled_from(good), st.sampled_from(good), st.sampled_from(bad)
+    )
 
 
 GOOD_LONG_TIMES = [T1, T2, "19011213T204552Z", "20991231T235959Z", "20240229T120000Z"]
-BAD_LONG_TIMES = ["20241301T020304Z", "20240230T000000Z", "20230229T120000Z", "19700101T000000Z",
-                  "20240101t020304z", "2024010T020304Z", "12345", "20240101T020304", "21000101T000000Z",
-                  "20240101T250304Z", "20240101T026004Z", "2024\uff10101T020304Z", "", "1D"]
+BAD_LONG_TIMES = [
+    "20241301T020304Z",
+    "20240230T000000Z",
+    "20230229T120000Z",
+    "19700101T000000Z",
+    "20240101t020304z",
+    "2024010T020304Z",
+    "12345",
+    "20240101T020304",
+    "21000101T000000Z",
+    "20240101T250304Z",
+    "20240101T026004Z",
+    "2024\uff10101T020304Z",
+    "",
+    "1D",
+]
 LONG_SHAPES = [  # (head, number of times, body)
-    ("duplicity-full", 1, ".vol{n}.difftar"), ("duplicity-inc", 2, ".vol{n}.difftar"),
-    ("duplicity-full", 1, ".manifest"), ("duplicity-inc", 2, ".manifest"),
-    ("duplicity-full-signatures", 1, ".sigtar"), ("duplicity-new-signatures", 2, ".sigtar"),
-    ("duplicity-full", 1, ".jsonstat"), ("duplicity-inc", 2, ".jsonstat"),
+    ("duplicity-full", 1, ".vol{n}.difftar"),
+    ("duplicity-inc", 2, ".vol{n}.difftar"),
+    ("duplicity-full", 1, ".manifest"),
+    ("duplicity-inc", 2, ".manifest"),
+    ("duplicity-full-signatures", 1, ".sigtar"),
+    ("duplicity-new-signatures", 2, ".sigtar"),
+    ("duplicity-full", 1, ".jsonstat"),
+    ("duplicity-inc", 2, ".jsonstat"),
 ]
 GOOD_B36 = ["1", "abc", "ryq1b5", "m", "to", "df", "zz"]
 BAD_B36 = ["0", "0a", "A1", "", "a-b", "\u00e4"]
 SHORT_SHAPES = [  # (head, number of times, separator between times, body)
-    ("df", 1, ".", "{n}.dt"), ("di", 2, ".", "{n}.dt"), ("df", 1, ".", "m"), ("di", 2, ".", "m"),
-    ("dfs", 1, ".", "st"), ("dns", 2, ".", "st"), ("dfst", 1, ".", "jst"), ("dist", 2, ".to.", "jst"),
+    ("df", 1, ".", "{n}.dt"),
+    ("di", 2, ".", "{n}.dt"),
+    ("df", 1, ".", "m"),
+    ("di", 2, ".", "m"),
+    ("dfs", 1, ".", "st"),
+    ("dns", 2, ".", "st"),
+    ("dfst", 1, ".", "jst"),
+    ("dist", 2, ".to.", "jst"),
 ]
 
 
 @st.composite
 def long_candidates(draw):
     head, count, body = draw(st.sampled_from(LONG_SHAPES))
-    head = draw(mostly([head], ["duplicity-ful", "Duplicity-full", "duplicity.full", "duplicity-inc-signatures",
-                                "duplicity-full", "duplicity-inc"]))
-    stamps = [draw(mostly(GOOD_LONG_TIMES, BAD_LONG_TIMES)) for _ in range(draw(mostly([count], [0, 1, 2, 3])))]
+    head = draw(
+        mostly(
+            [head],
+            [
+                "duplicity-ful",
+                "Duplicity-full",
+                "duplicity.full",
+                "duplicity-inc-signatures",
+                "duplicity-full",
+                "duplicity-inc",
+            ],
+        )
+    )
+    stamps = [
+        draw(mostly(GOOD_LONG_TIMES, BAD_LONG_TIMES))
+        for _ in range(draw(mostly([count], [0, 1, 2, 3])))
+    ]
     volume = draw(mostly(["1", "23", "999"], ["0", "01", "", "x", "\u0661"]))
-    body = draw(mostly([body], [".difftar", ".vol1", ".manifests", ".sigtar", ".jsonstat", ".manifest", ""]))
+    body = draw(
+        mostly([body], [".difftar", ".vol1", ".manifests", ".sigtar", ".jsonstat", ".manifest", ""])
+    )
     part = draw(mostly([""], [".part", ".p"]))
     suffix = draw(mostly(["", ".gpg", ".gz", ".p7m"], [".g", ".z", ".gpg.gz", ".bz2", ".gp", "."]))
-    par2 = draw(mostly(["", "", ".par2", ".vol00+01.par2"], [".vol.par2", ".par", ".vol1+2", ".volx.par2"]))
+    par2 = draw(
+        mostly(["", "", ".par2", ".vol00+01.par2"], [".vol.par2", ".par", ".vol1+2", ".volx.par2"])
+    )
     prefix = draw(mostly([""], ["x/", "duplicity-full.", "df."]))
-    return prefix + head + "." + ".to.".join(stamps) + body.replace("{n}", volume) + part + suffix + par2
+    return (
+        prefix
+        + head
+        + "."
+        + ".to.".join(stamps)
+        + body.replace("{n}", volume)
+        + part
+        + suffix
+        + par2
+    )
 
 
 @st.composite
@@ -289,7 +446,16 @@ def short_candidates(draw):
     part = draw(mostly([""], [".p", ".part"]))
     suffix = draw(mostly(["", ".g", ".z"], [".gpg", ".gz", ".p7m", ".x"]))
     prefix = draw(mostly([""], ["x", "di.", "df.a."]))
-    return prefix + head + "." + separator.join(times_) + "." + body.replace("{n}", volume) + part + suffix
+    return (
+        prefix
+        + head
+        + "."
+        + separator.join(times_)
+        + "."
+        + body.replace("{n}", volume)
+        + part
+        + suffix
+    )
 
 
 # --- round trips against duplicity's writer --------------------------------------------------------
@@ -366,24 +532,28 @@ def test_single_character_edits_of_real_names_are_unknown_unless_duplicity_write
     start = len(asked["prefix"])
     i = start + position % (len(name) - start + (operation == "insert"))
     edited = {
-        "delete": name[:i] + name[i + 1:],
+        "delete": name[:i] + name[i + 1 :],
         "insert": name[:i] + char + name[i:],
-        "replace": name[:i] + char + name[i + 1:],
+        "replace": name[:i] + char + name[i + 1 :],
     }[operation]
     assume(edited != name)
     check_against_duplicity(edited, asked["prefix"])
 
 
 @SETTINGS
-@given(written_names(short=True, prefix_choices=(Prefixes(), Prefixes(all="h/"))),
-       st.sampled_from(["delete", "insert"]), st.integers(0, 100), st.sampled_from(list("0.azmpdgst")))
+@given(
+    written_names(short=True, prefix_choices=(Prefixes(), Prefixes(all="h/"))),
+    st.sampled_from(["delete", "insert"]),
+    st.integers(0, 100),
+    st.sampled_from(list("0.azmpdgst")),
+)
 def test_single_character_edits_of_short_names_are_unknown_unless_duplicity_writes_the_result(
     written, operation, position, char
 ):
     name, asked = written
     start = len(asked["prefix"])
     i = start + position % (len(name) - start + (operation == "insert"))
-    edited = name[:i] + name[i + 1:] if operation == "delete" else name[:i] + char + name[i:]
+    edited = name[:i] + name[i + 1 :] if operation == "delete" else name[:i] + char + name[i:]
     check_against_duplicity(edited, asked["prefix"])
 
 
@@ -392,8 +562,12 @@ any_text_or_names = st.one_of(
     st.text(max_size=80),
     st.tuples(
         st.text(max_size=20),
-        st.one_of(written_names().map(lambda w: w[0]), written_names(short=True).map(lambda w: w[0]),
-                  long_candidates(), short_candidates()),
+        st.one_of(
+            written_names().map(lambda w: w[0]),
+            written_names(short=True).map(lambda w: w[0]),
+            long_candidates(),
+            short_candidates(),
+        ),
     ).map("".join),
 )
 
@@ -477,7 +651,13 @@ def test_gzipped_manifest_is_read_as_duplicity_reads_it():
 @pytest.mark.parametrize("suffix", ["", ".gpg", ".gz"])
 def test_inc_jsonstat_is_not_taken_for_an_inc_volume(suffix):
     ours = parse(f"duplicity-inc.{T1}.to.{T2}.jsonstat{suffix}")
-    assert (ours.kind, ours.type, ours.start_time, ours.end_time, ours.volume) == (Kind.JSONSTAT, "inc", T1, T2, None)
+    assert (ours.kind, ours.type, ours.start_time, ours.end_time, ours.volume) == (
+        Kind.JSONSTAT,
+        "inc",
+        T1,
+        T2,
+        None,
+    )
     assert ours.is_metadata
 
 
@@ -494,13 +674,16 @@ def test_new_signatures_belong_to_the_inc_set():
 
 
 @pytest.mark.parametrize("tail", [".par2", ".vol00+01.par2", ".vol000+100.par2", ".vol1+2.par2"])
-@pytest.mark.parametrize("obj", [
-    f"host/duplicity-full.{T1}.vol7.difftar.gpg",
-    f"duplicity-inc.{T1}.to.{T2}.manifest.gpg",
-    f"duplicity-new-signatures.{T1}.to.{T2}.sigtar.gz",
-    f"duplicity-full.{T1}.jsonstat",
-    "di.abc.abd.1z.dt.g",
-])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        f"host/duplicity-full.{T1}.vol7.difftar.gpg",
+        f"duplicity-inc.{T1}.to.{T2}.manifest.gpg",
+        f"duplicity-new-signatures.{T1}.to.{T2}.sigtar.gz",
+        f"duplicity-full.{T1}.jsonstat",
+        "di.abc.abd.1z.dt.g",
+    ],
+)
 def test_par2_files_carry_the_record_of_the_object_they_protect(obj, tail):
     protected, recovery = parse(obj), parse(obj + tail)
     assert protected.kind is not Kind.UNKNOWN
@@ -509,20 +692,25 @@ def test_par2_files_carry_the_record_of_the_object_they_protect(obj, tail):
     assert recovery.to_dict() | {"name": obj, "par2": False} == protected.to_dict()
 
 
-@pytest.mark.parametrize("name", [
-    f"duplicity-full.{T1}.vol1.difftar.part.par2",
-    f"duplicity-full.{T1}.vol1.difftar.gpg.par2.par2",
-    f"duplicity-full.{T1}.vol1.difftar.gpg.volx+1.par2",
-    f"duplicity-full.{T1}.vol1.difftar.gpg.par2x",
-    f"duplicity-full.{T1}.manifest_par2",
-    "notes.txt.par2",
-    ".par2",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"duplicity-full.{T1}.vol1.difftar.part.par2",
+        f"duplicity-full.{T1}.vol1.difftar.gpg.par2.par2",
+        f"duplicity-full.{T1}.vol1.difftar.gpg.volx+1.par2",
+        f"duplicity-full.{T1}.vol1.difftar.gpg.par2x",
+        f"duplicity-full.{T1}.manifest_par2",
+        "notes.txt.par2",
+        ".par2",
+    ],
+)
 def test_par2_files_of_anything_but_a_complete_object_are_unknown(name):
     assert parse(name).kind is Kind.UNKNOWN
 
 
-@pytest.mark.parametrize("prefix", ["a/b/c/", "host.example.com/", "Zürich/日本/", "duplicity-full.x/", "df.q/"])
+@pytest.mark.parametrize(
+    "prefix", ["a/b/c/", "host.example.com/", "Zürich/日本/", "duplicity-full.x/", "df.q/"]
+)
 def test_folder_prefix_is_kept_and_does_not_change_the_reading(prefix):
     token = f"duplicity-inc.{T1}.to.{T2}.vol12.difftar.gpg"
     ours = check_against_duplicity(prefix + token, prefix)
@@ -542,13 +730,16 @@ def test_ambiguous_short_name_takes_the_shortest_prefix():
     assert (ours.prefix, ours.type, ours.start_time, ours.end_time) == ("", "inc", "df", "5")
 
 
-@pytest.mark.parametrize("name", [
-    "duplicity-full.2024０101T020304Z.vol1.difftar",  # fullwidth digit
-    "duplicity-full.20240101T020304Z.vol\u0661.difftar",  # Arabic-Indic one
-    "duplicity-full.20240101T020304Z.vol1.difftar.gpg\u200b",  # zero-width space
-    "df.ａbc.1.dt",
-    "duplicity-full.20240101T020304Z.vol１.difftar",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "duplicity-full.2024０101T020304Z.vol1.difftar",  # fullwidth digit
+        "duplicity-full.20240101T020304Z.vol\u0661.difftar",  # Arabic-Indic one
+        "duplicity-full.20240101T020304Z.vol1.difftar.gpg\u200b",  # zero-width space
+        "df.ａbc.1.dt",
+        "duplicity-full.20240101T020304Z.vol１.difftar",
+    ],
+)
 def test_non_ascii_look_alikes_are_unknown(name):
     assert parse(name).kind is Kind.UNKNOWN
 
@@ -594,8 +785,18 @@ def test_a_valid_name_behind_a_huge_prefix_is_found_fast():
 
 def test_unknown_carries_no_fields():
     assert parse("readme.txt").to_dict() == {
-        "name": "readme.txt", "kind": "unknown", "type": None, "time": None, "start_time": None, "end_time": None,
-        "volume": None, "prefix": "", "encrypted": False, "compressed": False, "short": False, "par2": False,
+        "name": "readme.txt",
+        "kind": "unknown",
+        "type": None,
+        "time": None,
+        "start_time": None,
+        "end_time": None,
+        "volume": None,
+        "prefix": "",
+        "encrypted": False,
+        "compressed": False,
+        "short": False,
+        "par2": False,
     }
     assert parse("readme.txt").set_id is None
     assert not parse("readme.txt").is_metadata
@@ -609,18 +810,31 @@ def test_parse_refuses_bytes():
 def test_to_dict_round_trips_through_json():
     ours = parse(f"bäckup/duplicity-full.{T1}.vol3.difftar.p7m.vol0+1.par2")
     assert json.loads(json.dumps(ours.to_dict())) == {
-        "name": ours.name, "kind": "volume", "type": "full", "time": T1, "start_time": None, "end_time": None,
-        "volume": 3, "prefix": "bäckup/", "encrypted": True, "compressed": False, "short": False, "par2": True,
+        "name": ours.name,
+        "kind": "volume",
+        "type": "full",
+        "time": T1,
+        "start_time": None,
+        "end_time": None,
+        "volume": 3,
+        "prefix": "bäckup/",
+        "encrypted": True,
+        "compressed": False,
+        "short": False,
+        "par2": True,
     }
     assert Kind(ours.to_dict()["kind"]) is Kind.VOLUME
 
 
-@pytest.mark.parametrize("name, is_metadata", [
-    (f"duplicity-full.{T1}.vol1.difftar", False),
-    (f"duplicity-full.{T1}.manifest", True),
-    (f"duplicity-full-signatures.{T1}.sigtar", True),
-    (f"duplicity-full.{T1}.jsonstat", True),
-])
+@pytest.mark.parametrize(
+    "name, is_metadata",
+    [
+        (f"duplicity-full.{T1}.vol1.difftar", False),
+        (f"duplicity-full.{T1}.manifest", True),
+        (f"duplicity-full-signatures.{T1}.sigtar", True),
+        (f"duplicity-full.{T1}.jsonstat", True),
+    ],
+)
 def test_only_volumes_are_data(name, is_metadata):
     assert parse(name).is_metadata is is_metadata
 
@@ -636,19 +850,35 @@ def backup_sets(draw, short: bool):
     return dup_type, t, t0
 
 
-def set_names(backup_set, prefixes: Prefixes, short: bool, volumes: int = 3) -> dict[str, list[str]]:
+def set_names(
+    backup_set, prefixes: Prefixes, short: bool, volumes: int = 3
+) -> dict[str, list[str]]:
     """Every name duplicity writes for one backup set (all encodings, plus par2 files of the volumes)."""
     dup_type, t, t0 = backup_set
-    sig_type, stat_type = ("full-sig", "full-stat") if dup_type == "full" else ("new-sig", "inc-stat")
+    sig_type, stat_type = (
+        ("full-sig", "full-stat") if dup_type == "full" else ("new-sig", "inc-stat")
+    )
     names: dict[str, list[str]] = {"volume": [], "manifest": [], "signatures": [], "jsonstat": []}
     for encrypted, gzipped in itertools.product((False, True), repeat=2):
         if short:
+
             def write(kind, encrypted=encrypted, gzipped=gzipped, **kw):
-                return short_name(kind, t=t, t0=t0, encrypted=encrypted, gzipped=gzipped,
-                                  prefix=prefixes.of(kind, kw.get("manifest", False)), **kw)
+                return short_name(
+                    kind,
+                    t=t,
+                    t0=t0,
+                    encrypted=encrypted,
+                    gzipped=gzipped,
+                    prefix=prefixes.of(kind, kw.get("manifest", False)),
+                    **kw,
+                )
         else:
+
             def write(kind, encrypted=encrypted, gzipped=gzipped, **kw):
-                return dup_name(kind, t=t, t0=t0, encrypted=encrypted, gzipped=gzipped, prefixes=prefixes, **kw)
+                return dup_name(
+                    kind, t=t, t0=t0, encrypted=encrypted, gzipped=gzipped, prefixes=prefixes, **kw
+                )
+
         for n in (1, 2, volumes, 22, 36):
             volume = write(dup_type, volume=n)
             names["volume"] += [volume, volume + ".par2", volume + ".vol00+01.par2"]
@@ -697,13 +927,23 @@ def two_sets(draw, prefix_choices=LISTING_PREFIXES, volumes: int = 3) -> TwoSets
     prefixes = draw(st.sampled_from(prefix_choices))
     mine = draw(backup_sets(short))
     other = draw(backup_sets(short).filter(lambda s: s != mine))
-    return TwoSets(short, prefixes, set_names(mine, prefixes, short, volumes), set_names(other, prefixes, short, volumes))
+    return TwoSets(
+        short,
+        prefixes,
+        set_names(mine, prefixes, short, volumes),
+        set_names(other, prefixes, short, volumes),
+    )
 
 
 @settings(SETTINGS, max_examples=60)
 @given(two_sets())
 def test_volume_listing_prefix_lists_the_sets_volumes_and_no_other_sets(sets):
-    prefixes, names, other_names, mapping = sets.prefixes, sets.names, sets.other_names, sets.mapping
+    prefixes, names, other_names, mapping = (
+        sets.prefixes,
+        sets.names,
+        sets.other_names,
+        sets.mapping,
+    )
     for manifest_name in names["manifest"]:
         manifest = parse(manifest_name)
         listing = volume_listing_prefix(manifest, **mapping)
@@ -711,7 +951,9 @@ def test_volume_listing_prefix_lists_the_sets_volumes_and_no_other_sets(sets):
         assert not any(n.startswith(listing) for kind in other_names.values() for n in kind)
         assert not any(n.startswith(listing) for n in names["signatures"] + names["jsonstat"])
         assert all(belongs_to(v, manifest, prefixes) for v in names["volume"])
-        assert not any(belongs_to(n, manifest, prefixes) for kind in other_names.values() for n in kind)
+        assert not any(
+            belongs_to(n, manifest, prefixes) for kind in other_names.values() for n in kind
+        )
         assert not any(belongs_to(n, manifest, prefixes) for n in names["manifest"])
 
 
@@ -735,20 +977,47 @@ def test_listing_prefixes_of_the_documented_examples():
     assert volume_listing_prefix(inc) == f"duplicity-inc.{T1}.to.{T2}.vol"
     assert volume_listing_prefix(parse("df.ryq1b5.m.g")) == "df.ryq1b5."
     assert volume_listing_prefix(parse("di.ryq1b5.ryq1b6.m")) == "di.ryq1b5.ryq1b6."
-    assert manifest_listing_prefix(parse(f"x/duplicity-full.{T1}.vol3.difftar.gpg")) == f"x/duplicity-full.{T1}.manifest"
+    assert (
+        manifest_listing_prefix(parse(f"x/duplicity-full.{T1}.vol3.difftar.gpg"))
+        == f"x/duplicity-full.{T1}.manifest"
+    )
     assert manifest_listing_prefix(parse("df.ryq1b5.3.dt.g")) == "df.ryq1b5.m"
     assert manifest_listing_prefix(parse(f"duplicity-new-signatures.{T1}.to.{T2}.sigtar.gpg")) == (
-        f"duplicity-inc.{T1}.to.{T2}.manifest")
+        f"duplicity-inc.{T1}.to.{T2}.manifest"
+    )
     assert manifest_listing_prefix(parse("dist.ryq1b5.to.ryq1b6.jst")) == "di.ryq1b5.ryq1b6.m"
 
 
-@pytest.mark.parametrize("manifest_prefix, archive_prefix, manifest_name, volume_listing", [
-    ("hot/", "cold/", f"h/hot/duplicity-full.{T1}.manifest.gpg", f"h/cold/duplicity-full.{T1}.vol"),  # replaced
-    ("", "cold/", f"h/duplicity-full.{T1}.manifest.gpg", f"h/cold/duplicity-full.{T1}.vol"),  # appended
-    ("hot/", "", f"h/hot/duplicity-full.{T1}.manifest.gpg", f"h/duplicity-full.{T1}.vol"),  # removed
-    ("hot/", "cold/", f"h/duplicity-full.{T1}.manifest.gpg", f"h/duplicity-full.{T1}.vol"),  # kept: no "hot/"
-    ("m-", "a-", "m-di.abc.abd.m", "a-di.abc.abd."),
-])
+@pytest.mark.parametrize(
+    "manifest_prefix, archive_prefix, manifest_name, volume_listing",
+    [
+        (
+            "hot/",
+            "cold/",
+            f"h/hot/duplicity-full.{T1}.manifest.gpg",
+            f"h/cold/duplicity-full.{T1}.vol",
+        ),  # replaced
+        (
+            "",
+            "cold/",
+            f"h/duplicity-full.{T1}.manifest.gpg",
+            f"h/cold/duplicity-full.{T1}.vol",
+        ),  # appended
+        (
+            "hot/",
+            "",
+            f"h/hot/duplicity-full.{T1}.manifest.gpg",
+            f"h/duplicity-full.{T1}.vol",
+        ),  # removed
+        (
+            "hot/",
+            "cold/",
+            f"h/duplicity-full.{T1}.manifest.gpg",
+            f"h/duplicity-full.{T1}.vol",
+        ),  # kept: no "hot/"
+        ("m-", "a-", "m-di.abc.abd.m", "a-di.abc.abd."),
+    ],
+)
 def test_per_type_prefixes_are_mapped_between_manifest_and_volumes(
     manifest_prefix, archive_prefix, manifest_name, volume_listing
 ):
@@ -756,12 +1025,25 @@ def test_per_type_prefixes_are_mapped_between_manifest_and_volumes(
     assert volume_listing_prefix(parse(manifest_name), **mapping) == volume_listing
 
 
-@pytest.mark.parametrize("manifest_prefix, archive_prefix, volume_name, manifest_listing", [
-    ("hot/", "cold/", f"h/cold/duplicity-full.{T1}.vol1.difftar", f"h/hot/duplicity-full.{T1}.manifest"),
-    ("hot/", "", f"h/duplicity-full.{T1}.vol1.difftar", f"h/hot/duplicity-full.{T1}.manifest"),
-    ("", "cold/", f"h/cold/duplicity-full.{T1}.vol1.difftar", f"h/duplicity-full.{T1}.manifest"),
-    ("hot/", "cold/", f"h/duplicity-full.{T1}.vol1.difftar", f"h/duplicity-full.{T1}.manifest"),
-])
+@pytest.mark.parametrize(
+    "manifest_prefix, archive_prefix, volume_name, manifest_listing",
+    [
+        (
+            "hot/",
+            "cold/",
+            f"h/cold/duplicity-full.{T1}.vol1.difftar",
+            f"h/hot/duplicity-full.{T1}.manifest",
+        ),
+        ("hot/", "", f"h/duplicity-full.{T1}.vol1.difftar", f"h/hot/duplicity-full.{T1}.manifest"),
+        (
+            "",
+            "cold/",
+            f"h/cold/duplicity-full.{T1}.vol1.difftar",
+            f"h/duplicity-full.{T1}.manifest",
+        ),
+        ("hot/", "cold/", f"h/duplicity-full.{T1}.vol1.difftar", f"h/duplicity-full.{T1}.manifest"),
+    ],
+)
 def test_per_type_prefixes_are_mapped_from_a_volume_to_its_manifest(
     manifest_prefix, archive_prefix, volume_name, manifest_listing
 ):
@@ -772,15 +1054,19 @@ def test_per_type_prefixes_are_mapped_from_a_volume_to_its_manifest(
 def test_signatures_keep_their_own_prefix_when_looking_for_the_manifest():
     sig = parse(f"h/hot/duplicity-full-signatures.{T1}.sigtar.gpg")
     assert manifest_listing_prefix(sig, manifest_prefix="hot/", archive_prefix="cold/") == (
-        f"h/hot/duplicity-full.{T1}.manifest")
+        f"h/hot/duplicity-full.{T1}.manifest"
+    )
 
 
-@pytest.mark.parametrize("name", [
-    f"duplicity-full.{T1}.vol1.difftar.gpg",
-    f"duplicity-full-signatures.{T1}.sigtar.gpg",
-    f"duplicity-full.{T1}.jsonstat",
-    "readme.txt",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"duplicity-full.{T1}.vol1.difftar.gpg",
+        f"duplicity-full-signatures.{T1}.sigtar.gpg",
+        f"duplicity-full.{T1}.jsonstat",
+        "readme.txt",
+    ],
+)
 def test_volume_listing_prefix_needs_a_manifest(name):
     with pytest.raises(ValueError):
         volume_listing_prefix(parse(name))
@@ -793,15 +1079,20 @@ def test_manifest_listing_prefix_needs_a_duplicity_object():
 
 def test_a_manifests_par2_file_lists_the_same_volumes_as_the_manifest():
     manifest = f"duplicity-inc.{T1}.to.{T2}.manifest.gpg"
-    assert volume_listing_prefix(parse(manifest + ".vol0+1.par2")) == volume_listing_prefix(parse(manifest))
+    assert volume_listing_prefix(parse(manifest + ".vol0+1.par2")) == volume_listing_prefix(
+        parse(manifest)
+    )
 
 
-@pytest.mark.parametrize("name, set_id", [
-    (f"duplicity-full.{T1}.vol1.difftar.gpg", ("full", T1, False)),
-    (f"duplicity-new-signatures.{T1}.to.{T2}.sigtar", ("inc", T1, T2, False)),
-    ("df.ryq1b5.m.g", ("full", "ryq1b5", True)),
-    ("dist.ryq1b5.to.ryq1b6.jst", ("inc", "ryq1b5", "ryq1b6", True)),
-])
+@pytest.mark.parametrize(
+    "name, set_id",
+    [
+        (f"duplicity-full.{T1}.vol1.difftar.gpg", ("full", T1, False)),
+        (f"duplicity-new-signatures.{T1}.to.{T2}.sigtar", ("inc", T1, T2, False)),
+        ("df.ryq1b5.m.g", ("full", "ryq1b5", True)),
+        ("dist.ryq1b5.to.ryq1b6.jst", ("inc", "ryq1b5", "ryq1b6", True)),
+    ],
+)
 def test_set_id_is_type_times_and_the_short_flag(name, set_id):
     assert parse(name).set_id == set_id
 

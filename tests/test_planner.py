@@ -11,7 +11,9 @@ NOW = datetime(2024, 1, 10, tzinfo=timezone.utc)
 
 
 def item(name, tier="Hot", size=100, archive_status=None, age_days=1.0):
-    return BlobItem(name, size, tier, tier == "Hot", archive_status, NOW - timedelta(days=age_days), None, None)
+    return BlobItem(
+        name, size, tier, tier == "Hot", archive_status, NOW - timedelta(days=age_days), None, None
+    )
 
 
 def run(planner, items):
@@ -20,7 +22,9 @@ def run(planner, items):
 
 
 def test_default_names_are_decided_as_the_listing_streams():
-    items = [item(f"duplicity-full.{T1}.vol{i}.difftar.gpg") for i in (1, 2, 3)] + [item(f"duplicity-full.{T1}.manifest.gpg")]
+    items = [item(f"duplicity-full.{T1}.vol{i}.difftar.gpg") for i in (1, 2, 3)] + [
+        item(f"duplicity-full.{T1}.manifest.gpg")
+    ]
     moves, planner = run(Planner("c", Policy()), items)
     assert sorted(m.name for m in moves) == sorted(i.name for i in items[:3])
     assert planner.sets_to_relist() == []
@@ -36,14 +40,20 @@ def test_unfinished_set_is_kept_and_reported_with_its_age():
     plan = planner.finish()
     assert moves == [] and plan.moves.count == 0
     (unfinished,) = plan.unfinished
-    assert (unfinished.label, unfinished.volumes, unfinished.bytes) == (f"duplicity-inc.{T1}.to.{T2}", 2, 200)
+    assert (unfinished.label, unfinished.volumes, unfinished.bytes) == (
+        f"duplicity-inc.{T1}.to.{T2}",
+        2,
+        200,
+    )
     assert round(unfinished.age_days(NOW), 3) == 3.0
     assert dict(plan.rows)[("volume", "Hot", "Hot")].count == 2
 
 
 def test_volumes_listed_before_their_manifest_are_relisted_not_lost():
     # per-type prefixes: "a/" volumes sort before "m/" manifests
-    items = [item(f"a/duplicity-full.{T1}.vol{i}.difftar.gpg") for i in (1, 2)] + [item(f"m/duplicity-full.{T1}.manifest.gpg")]
+    items = [item(f"a/duplicity-full.{T1}.vol{i}.difftar.gpg") for i in (1, 2)] + [
+        item(f"m/duplicity-full.{T1}.manifest.gpg")
+    ]
     planner = Planner("c", Policy(), archive_prefix="a/", manifest_prefix="m/")
     moves, _ = run(planner, items)
     assert moves == []
@@ -66,7 +76,11 @@ def test_relisted_set_ignores_other_sets_under_the_same_listing_prefix():
 def test_rehydrating_warmer_and_already_cold_volumes_are_not_moved():
     items = [
         item(f"duplicity-full.{T1}.manifest"),
-        item(f"duplicity-full.{T1}.vol1.difftar", tier="Archive", archive_status="rehydrate-pending-to-hot"),
+        item(
+            f"duplicity-full.{T1}.vol1.difftar",
+            tier="Archive",
+            archive_status="rehydrate-pending-to-hot",
+        ),
         item(f"duplicity-full.{T1}.vol2.difftar", tier="Archive"),
         item(f"duplicity-full.{T1}.vol3.difftar", tier="Cold"),
         item(f"duplicity-full.{T1}.vol4.difftar", tier="Hot"),

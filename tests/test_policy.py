@@ -16,10 +16,17 @@ UNKNOWN = names.parse("holiday-photos.zip")
 
 def test_fixtures_are_what_they_claim():
     assert [n.kind.value for n in (VOLUME, MANIFEST, SIGS, JSONSTAT, UNKNOWN)] == [
-        "volume", "manifest", "signatures", "jsonstat", "unknown"]
+        "volume",
+        "manifest",
+        "signatures",
+        "jsonstat",
+        "unknown",
+    ]
 
 
-@pytest.mark.parametrize("raw, tier", [("hot", "Hot"), ("COOL", "Cool"), (" Cold ", "Cold"), ("aRcHiVe", "Archive")])
+@pytest.mark.parametrize(
+    "raw, tier", [("hot", "Hot"), ("COOL", "Cool"), (" Cold ", "Cold"), ("aRcHiVe", "Archive")]
+)
 def test_tier_names_are_case_insensitive_and_canonical(raw, tier):
     assert canonical_tier(raw) == tier
 
@@ -83,7 +90,9 @@ def test_unknown_current_tier_is_left_alone(current):
     volume_tier=st.sampled_from(["Cool", "Cold", "Archive"]),
     metadata_tier=st.sampled_from([None, "Hot", "Cool", "Cold"]),
 )
-def test_no_decision_ever_moves_warmer_or_archives_metadata(kind, current, status, volume_tier, metadata_tier):
+def test_no_decision_ever_moves_warmer_or_archives_metadata(
+    kind, current, status, volume_tier, metadata_tier
+):
     d = decide(kind, current, status, Policy(volume_tier=volume_tier, metadata_tier=metadata_tier))
 
     # The whole rule, stated independently of decide(): a recognised object with a
@@ -96,8 +105,15 @@ def test_no_decision_ever_moves_warmer_or_archives_metadata(kind, current, statu
         names.Kind.JSONSTAT: metadata_tier,
         names.Kind.UNKNOWN: None,
     }[kind.kind]
-    known = current.strip().capitalize() if current and current.strip().capitalize() in TIERS else None
-    must_move = target is not None and not status and known is not None and TIERS.index(target) > TIERS.index(known)
+    known = (
+        current.strip().capitalize() if current and current.strip().capitalize() in TIERS else None
+    )
+    must_move = (
+        target is not None
+        and not status
+        and known is not None
+        and TIERS.index(target) > TIERS.index(known)
+    )
     assert d.move is must_move
     assert (d.name, d.kind) == (kind.name, kind.kind.value)
     if d.move:

@@ -24,9 +24,16 @@ pytestmark = pytest.mark.azurite
 T = ["20240101T000000Z", "20240102T000000Z", "20240103T000000Z"]
 FULL = [f"duplicity-full.{T[0]}.vol{i}.difftar.gpg" for i in (1, 2, 3)]
 INC1 = [f"duplicity-inc.{T[0]}.to.{T[1]}.vol1.difftar.gpg"]
-INC2 = [f"duplicity-inc.{T[1]}.to.{T[2]}.vol1.difftar.gpg", f"duplicity-inc.{T[1]}.to.{T[2]}.vol2.difftar.gpg"]
-META = [f"duplicity-full.{T[0]}.manifest.gpg", f"duplicity-full-signatures.{T[0]}.sigtar.gpg",
-        f"duplicity-inc.{T[0]}.to.{T[1]}.manifest.gpg", f"duplicity-inc.{T[1]}.to.{T[2]}.manifest.gpg"]
+INC2 = [
+    f"duplicity-inc.{T[1]}.to.{T[2]}.vol1.difftar.gpg",
+    f"duplicity-inc.{T[1]}.to.{T[2]}.vol2.difftar.gpg",
+]
+META = [
+    f"duplicity-full.{T[0]}.manifest.gpg",
+    f"duplicity-full-signatures.{T[0]}.sigtar.gpg",
+    f"duplicity-inc.{T[0]}.to.{T[1]}.manifest.gpg",
+    f"duplicity-inc.{T[1]}.to.{T[2]}.manifest.gpg",
+]
 VOLUMES = FULL + INC1 + INC2
 
 
@@ -35,10 +42,15 @@ def archived(blob_service, container, azurite_connection_string):
     client = blob_service.get_container_client(container)
     for name in VOLUMES + META:
         client.upload_blob(name, b"v" * 2000)
-    settings = load_settings({"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"})
+    settings = load_settings(
+        {"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"}
+    )
     store = BlobStore.from_connection(settings.connection)
     sweep_container(store, container, settings)
-    assert {b.name: b.blob_tier for b in client.list_blobs()} == {**{v: "Archive" for v in VOLUMES}, **{m: "Hot" for m in META}}
+    assert {b.name: b.blob_tier for b in client.list_blobs()} == {
+        **{v: "Archive" for v in VOLUMES},
+        **{m: "Hot" for m in META},
+    }
     return client, store, settings
 
 
@@ -54,14 +66,21 @@ def test_plan_lists_every_volume_of_the_chain_with_tier_and_bytes(archived, cont
     assert plan.to_dict()["bytes_to_rehydrate"] == 2000 * len(VOLUMES)
     from datetime import datetime, timezone
 
-    earlier = plan_restore(store, container, settings, at=datetime(2024, 1, 2, 12, tzinfo=timezone.utc))
+    earlier = plan_restore(
+        store, container, settings, at=datetime(2024, 1, 2, 12, tzinfo=timezone.utc)
+    )
     assert [v.name for v in earlier.volumes] == FULL + INC1
 
 
 def test_plan_refuses_volumes_not_in_the_chosen_chain(archived, container):
     _, store, settings = archived
     with pytest.raises(RestoreError, match="not in that chain"):
-        plan_restore(store, container, settings, volume_names=["duplicity-full.20230101T000000Z.vol1.difftar.gpg"])
+        plan_restore(
+            store,
+            container,
+            settings,
+            volume_names=["duplicity-full.20230101T000000Z.vol1.difftar.gpg"],
+        )
 
 
 def test_plan_asks_for_a_prefix_when_a_container_holds_several_backups(archived, container):
@@ -76,20 +95,35 @@ class RecordingStore(BlobStore):
     """Real Azurite; remembers, for every tier change, the hold at that moment and the priority asked."""
 
     def set_tier(self, container, names, tier, **kwargs):
-        self.calls = [*getattr(self, "calls", []), (self.get_hold(container), kwargs.get("rehydrate_priority"), list(names))]
+        self.calls = [
+            *getattr(self, "calls", []),
+            (self.get_hold(container), kwargs.get("rehydrate_priority"), list(names)),
+        ]
         return super().set_tier(container, names, tier, **kwargs)
 
 
-def test_rehydrate_holds_first_then_brings_only_planned_volumes_online_in_place(archived, container, azurite_connection_string):
+def test_rehydrate_holds_first_then_brings_only_planned_volumes_online_in_place(
+    archived, container, azurite_connection_string
+):
     client, _, settings = archived
     store = RecordingStore.from_connection(Connection(connection_string=azurite_connection_string))
     plan = plan_restore(store, container, settings, volume_names=[FULL[1], INC2[0]])
     result = rehydrate(store, plan, to="Hot", priority="High")
     assert result.requested == 2 and result.failures == []
     ((hold, priority, sent),) = store.calls
-    assert hold and hold.startswith("restore since") and priority == "High" and sorted(sent) == sorted([FULL[1], INC2[0]])
+    assert (
+        hold
+        and hold.startswith("restore since")
+        and priority == "High"
+        and sorted(sent) == sorted([FULL[1], INC2[0]])
+    )
     assert store.get_hold(container).startswith("restore since")
-    want = {**{v: "Archive" for v in VOLUMES}, **{m: "Hot" for m in META}, FULL[1]: "Hot", INC2[0]: "Hot"}
+    want = {
+        **{v: "Archive" for v in VOLUMES},
+        **{m: "Hot" for m in META},
+        FULL[1]: "Hot",
+        INC2[0]: "Hot",
+    }
     assert tiers(client) == want
     assert {v.state for v in refresh(store, plan).volumes} == {"online"}
 
@@ -100,14 +134,22 @@ def test_hold_keeps_event_handler_and_sweep_from_re_archiving(archived, containe
     service = RetierService(settings, store)
     for name in (META[0], META[3], FULL[0]):
         (item,) = [i for i in store.list_blobs(container, name) if i.name == name]
-        outcome = service.handle_event(blob_created_event(account=store.account_name, container=container, item=item,
-                                                          url=store.blob_url(container, name)))
+        outcome = service.handle_event(
+            blob_created_event(
+                account=store.account_name,
+                container=container,
+                item=item,
+                url=store.blob_url(container, name),
+            )
+        )
         assert outcome.status == IGNORED and outcome.moved == []
     assert sweep_container(store, container, settings).held
     assert set(tiers(client).values()) == {"Hot"}
     store.clear_hold(container)
     sweep_container(store, container, settings)
-    assert {v: t for v, t in tiers(client).items() if v in VOLUMES} == {v: "Archive" for v in VOLUMES}
+    assert {v: t for v, t in tiers(client).items() if v in VOLUMES} == {
+        v: "Archive" for v in VOLUMES
+    }
 
 
 class AzureRehydrationDelayStandIn(BlobStore):
@@ -122,7 +164,12 @@ class AzureRehydrationDelayStandIn(BlobStore):
         self.pending: dict[str, list] = {}
 
     def set_tier(self, container, names, tier, *, rehydrate_priority=None):
-        before = {i.name: i.tier for n in names for i in BlobStore.list_blobs(self, container, n) if i.name == n}
+        before = {
+            i.name: i.tier
+            for n in names
+            for i in BlobStore.list_blobs(self, container, n)
+            if i.name == n
+        }
         results = super().set_tier(container, names, tier, rehydrate_priority=rehydrate_priority)
         for r in results:
             if before.get(r.name) == "Archive":
@@ -134,14 +181,27 @@ class AzureRehydrationDelayStandIn(BlobStore):
             left = self.pending.get(item.name)
             if left and left[0] > 0:
                 left[0] -= 1
-                item = BlobItem(item.name, item.size, "Archive", False, f"rehydrate-pending-to-{left[1].lower()}",
-                                item.last_modified, item.tier_change_time, item.creation_time, item.etag)
+                item = BlobItem(
+                    item.name,
+                    item.size,
+                    "Archive",
+                    False,
+                    f"rehydrate-pending-to-{left[1].lower()}",
+                    item.last_modified,
+                    item.tier_change_time,
+                    item.creation_time,
+                    item.etag,
+                )
             yield item
 
 
-def test_status_wait_polls_through_the_pending_state_until_all_online(archived, container, azurite_connection_string):
+def test_status_wait_polls_through_the_pending_state_until_all_online(
+    archived, container, azurite_connection_string
+):
     _, _, settings = archived
-    store = AzureRehydrationDelayStandIn.from_connection(Connection(connection_string=azurite_connection_string))
+    store = AzureRehydrationDelayStandIn.from_connection(
+        Connection(connection_string=azurite_connection_string)
+    )
     plan = plan_restore(store, container, settings)
     rehydrate(store, plan, to="Cool", priority="Standard")
     pending = refresh(store, plan)
@@ -151,9 +211,16 @@ def test_status_wait_polls_through_the_pending_state_until_all_online(archived, 
     again = rehydrate(store, pending, to="Cool")
     assert (again.requested, again.already_rehydrating) == (0, len(VOLUMES))
     seen, sleeps = [], []
-    final = wait_until_online(store, pending, interval=60, on_poll=lambda p: seen.append(len(p.by_state()["online"])),
-                              sleep=sleeps.append)
-    assert {v.state for v in final.volumes} == {"online"} and {v.tier for v in final.volumes} == {"Cool"}
+    final = wait_until_online(
+        store,
+        pending,
+        interval=60,
+        on_poll=lambda p: seen.append(len(p.by_state()["online"])),
+        sleep=sleeps.append,
+    )
+    assert {v.state for v in final.volumes} == {"online"} and {v.tier for v in final.volumes} == {
+        "Cool"
+    }
     assert seen == [0, len(VOLUMES)] and sleeps == [60]
 
 
@@ -165,11 +232,17 @@ def test_wait_stops_when_archived_volumes_are_not_on_their_way(archived, contain
     assert sleeps == [] and len(final.by_state()["archived"]) == len(VOLUMES)
 
 
-def test_cli_restore_commands_from_plan_to_release(archived, container, azurite_connection_string, run_retier):
+def test_cli_restore_commands_from_plan_to_release(
+    archived, container, azurite_connection_string, run_retier
+):
     client, store, _ = archived
     env = {"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"}
-    plan = json.loads(run_retier("restore-plan", "--container", container, "--json", env=env).stdout)
-    assert [v["name"] for v in plan["volumes"]] == VOLUMES and plan["counts"]["archived"] == len(VOLUMES)
+    plan = json.loads(
+        run_retier("restore-plan", "--container", container, "--json", env=env).stdout
+    )
+    assert [v["name"] for v in plan["volumes"]] == VOLUMES and plan["counts"]["archived"] == len(
+        VOLUMES
+    )
     assert plan["estimates"]["High"]["total"] > plan["estimates"]["Standard"]["total"] > 0
 
     status = run_retier("status", "--container", container, env=env)
@@ -186,8 +259,14 @@ def test_cli_restore_commands_from_plan_to_release(archived, container, azurite_
     assert done.returncode == 0, done.stderr
     assert {tiers(client)[v] for v in VOLUMES} == {"Hot"} and store.get_hold(container)
 
-    ok = run_retier("status", "--container", container, "--wait", "--interval", "0", "--json", env=env)
-    assert ok.returncode == 0 and json.loads(ok.stdout)["counts"] == {"online": len(VOLUMES), "rehydrating": 0, "archived": 0}
+    ok = run_retier(
+        "status", "--container", container, "--wait", "--interval", "0", "--json", env=env
+    )
+    assert ok.returncode == 0 and json.loads(ok.stdout)["counts"] == {
+        "online": len(VOLUMES),
+        "rehydrating": 0,
+        "archived": 0,
+    }
 
     released = run_retier("release", "--container", container, "--now", env=env)
     assert released.returncode == 0 and "lifted" in released.stdout
@@ -195,19 +274,37 @@ def test_cli_restore_commands_from_plan_to_release(archived, container, azurite_
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}
 
 
-def test_release_now_warns_about_early_deletion_out_of_cold(archived, container, azurite_connection_string, run_retier):
+def test_release_now_warns_about_early_deletion_out_of_cold(
+    archived, container, azurite_connection_string, run_retier
+):
     client, store, settings = archived
     rehydrate(store, plan_restore(store, container, settings), to="Cold")
-    out = run_retier("release", "--container", container, "--now", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"})
+    out = run_retier(
+        "release",
+        "--container",
+        container,
+        "--now",
+        env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"},
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     (note,) = [line for line in out.stdout.splitlines() if "early-deletion charge" in line]
-    assert note.startswith(f"note: {len(VOLUMES)} of these volumes left their tier before its minimum days")
+    assert note.startswith(
+        f"note: {len(VOLUMES)} of these volumes left their tier before its minimum days"
+    )
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}
 
 
-def test_release_now_out_of_hot_owes_no_early_deletion(archived, container, azurite_connection_string, run_retier):
+def test_release_now_out_of_hot_owes_no_early_deletion(
+    archived, container, azurite_connection_string, run_retier
+):
     client, store, settings = archived
     rehydrate(store, plan_restore(store, container, settings), to="Hot")
-    out = run_retier("release", "--container", container, "--now", env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"})
+    out = run_retier(
+        "release",
+        "--container",
+        container,
+        "--now",
+        env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"},
+    )
     assert out.returncode == 0 and "early-deletion" not in out.stdout
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}

@@ -43,11 +43,25 @@ def M(name):
     return names.parse(name)
 
 
-T = ["20240101T000000Z", "20240102T000000Z", "20240103T000000Z", "20240110T000000Z", "20240111T000000Z"]
-CHAIN_1 = [M(f"duplicity-full.{T[0]}.manifest.gpg"), M(f"duplicity-inc.{T[0]}.to.{T[1]}.manifest.gpg"),
-           M(f"duplicity-inc.{T[1]}.to.{T[2]}.manifest.gpg")]
-CHAIN_2 = [M(f"duplicity-full.{T[3]}.manifest.gpg"), M(f"duplicity-inc.{T[3]}.to.{T[4]}.manifest.gpg")]
-ORPHAN = M(f"duplicity-inc.{T[2]}.to.20240104T000000Z.manifest.gpg".replace(T[2], "20240103T120000Z"))
+T = [
+    "20240101T000000Z",
+    "20240102T000000Z",
+    "20240103T000000Z",
+    "20240110T000000Z",
+    "20240111T000000Z",
+]
+CHAIN_1 = [
+    M(f"duplicity-full.{T[0]}.manifest.gpg"),
+    M(f"duplicity-inc.{T[0]}.to.{T[1]}.manifest.gpg"),
+    M(f"duplicity-inc.{T[1]}.to.{T[2]}.manifest.gpg"),
+]
+CHAIN_2 = [
+    M(f"duplicity-full.{T[3]}.manifest.gpg"),
+    M(f"duplicity-inc.{T[3]}.to.{T[4]}.manifest.gpg"),
+]
+ORPHAN = M(
+    f"duplicity-inc.{T[2]}.to.20240104T000000Z.manifest.gpg".replace(T[2], "20240103T120000Z")
+)
 
 
 def at(text):
@@ -67,7 +81,9 @@ def test_latest_restore_uses_the_newest_chain_and_all_its_incrementals():
 
 def test_restore_as_of_a_time_stops_at_the_last_incremental_before_it():
     chain = chain_at(build_chains(CHAIN_1 + CHAIN_2), at("20240102T120000Z"))
-    assert [s.manifest.name for s in chain.sets_at(at("20240102T120000Z"))] == [m.name for m in CHAIN_1[:2]]
+    assert [s.manifest.name for s in chain.sets_at(at("20240102T120000Z"))] == [
+        m.name for m in CHAIN_1[:2]
+    ]
 
 
 def test_time_between_chains_uses_the_older_chain_and_before_all_the_first():
@@ -179,7 +195,13 @@ def test_restore_sets_match_duplicitys_own_choice(duplicity_collections, history
     cs = duplicity_collections.CollectionsStatus(None, None, "restore")
     chains, _, _, _ = cs.get_backup_chains([f.encode() for f in files])
     cs.all_backup_chains = cs.get_sorted_chains(chains)
-    theirs = [s.remote_manifest_name.decode() for s in cs.get_backup_chain_at_time(query).get_sets_at_time(query)]
+    theirs = [
+        s.remote_manifest_name.decode()
+        for s in cs.get_backup_chain_at_time(query).get_sets_at_time(query)
+    ]
     at = datetime.fromtimestamp(query, timezone.utc)
-    ours = [s.manifest.name for s in chain_at(build_chains([names.parse(f) for f in files]), at).sets_at(at)]
+    ours = [
+        s.manifest.name
+        for s in chain_at(build_chains([names.parse(f) for f in files]), at).sets_at(at)
+    ]
     assert ours == theirs

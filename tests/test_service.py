@@ -22,7 +22,11 @@ INC_SIGS = f"duplicity-new-signatures.{T1}.to.{T2}.sigtar.gpg"
 INC_MANIFEST = f"duplicity-inc.{T1}.to.{T2}.manifest.gpg"
 # an unfinished incremental: volumes uploaded, no manifest yet
 OPEN_VOLS = [f"duplicity-inc.{T2}.to.{T3}.vol{i}.difftar.gpg" for i in (1, 2)]
-FOREIGN = ["notes.txt", "duplicity-full.20240101T020304Z.vol1.difftar.gpg.part", f"duplicity-full.{T1}.vol1.difftar.gpg.bak"]
+FOREIGN = [
+    "notes.txt",
+    "duplicity-full.20240101T020304Z.vol1.difftar.gpg.part",
+    f"duplicity-full.{T1}.vol1.difftar.gpg.bak",
+]
 
 FULL_SET = [*FULL_VOLS, FULL_SIGS, FULL_MANIFEST, FULL_JSONSTAT]
 INC_SET = [*INC_VOLS, INC_SIGS, INC_MANIFEST]
@@ -42,18 +46,27 @@ class Harness:
     def __init__(self, conn, container, **settings):
         self.meter = Meter()
         env = {"RETIER_STORAGE": conn, **settings}
-        self.store = BlobStore.from_connection(Connection(connection_string=conn), transport=CountingTransport(self.meter))
+        self.store = BlobStore.from_connection(
+            Connection(connection_string=conn), transport=CountingTransport(self.meter)
+        )
         self.service = RetierService(load_settings(env), self.store)
         self.container = container
 
     def event(self, name, container=None):
         container = container or self.container
         item = next(iter(self.store.list_blobs(container, name)), None)
-        if item is None or item.name != name:  # an event for a blob that is not (or no longer) there
+        if (
+            item is None or item.name != name
+        ):  # an event for a blob that is not (or no longer) there
             from retier.storage import BlobItem
 
             item = BlobItem(name, 1, "Hot", True, None, None, None, None)
-        return blob_created_event(account=self.store.account_name, container=container, item=item, url=self.store.blob_url(container, name))
+        return blob_created_event(
+            account=self.store.account_name,
+            container=container,
+            item=item,
+            url=self.store.blob_url(container, name),
+        )
 
     def deliver(self, name, container=None):
         event = self.event(name, container)
@@ -83,14 +96,18 @@ def test_manifest_event_moves_only_that_sets_volumes(blob_service, container, ha
     expect(blob_service, container, cold=FULL_VOLS)
 
 
-def test_incremental_manifest_moves_its_volumes_to_archive_and_keeps_metadata_online(blob_service, container, harness):
+def test_incremental_manifest_moves_its_volumes_to_archive_and_keeps_metadata_online(
+    blob_service, container, harness
+):
     upload(blob_service, container, FULL_SET + INC_SET + OPEN_VOLS + FOREIGN)
     h = harness(RETIER_VOLUME_TIER="archive")
     assert h.deliver(INC_MANIFEST).status == HANDLED
     expect(blob_service, container, archive=INC_VOLS)
 
 
-def test_duplicate_manifest_event_costs_one_listing_and_no_tier_change(blob_service, container, harness):
+def test_duplicate_manifest_event_costs_one_listing_and_no_tier_change(
+    blob_service, container, harness
+):
     upload(blob_service, container, FULL_SET)
     h = harness()
     h.deliver(FULL_MANIFEST)
@@ -114,12 +131,23 @@ def test_reordered_events_end_with_exactly_the_volumes_archived(blob_service, co
     upload(blob_service, container, FULL_SET + INC_SET)
     h = harness(RETIER_VOLUME_TIER="Archive")
     # Event Grid does not promise order: manifest first, then the volumes' own events, twice over.
-    for name in [INC_MANIFEST, *INC_VOLS, INC_SIGS, FULL_JSONSTAT, FULL_MANIFEST, *FULL_VOLS, *INC_VOLS, INC_MANIFEST]:
+    for name in [
+        INC_MANIFEST,
+        *INC_VOLS,
+        INC_SIGS,
+        FULL_JSONSTAT,
+        FULL_MANIFEST,
+        *FULL_VOLS,
+        *INC_VOLS,
+        INC_MANIFEST,
+    ]:
         assert h.deliver(name).status in (HANDLED, IGNORED)
     expect(blob_service, container, archive=FULL_VOLS + INC_VOLS)
 
 
-def test_late_volume_event_finishes_its_set_with_two_listings_and_one_batch(blob_service, container, harness):
+def test_late_volume_event_finishes_its_set_with_two_listings_and_one_batch(
+    blob_service, container, harness
+):
     upload(blob_service, container, FULL_SET + INC_SET)
     h = harness()
     # Event Grid retried the manifest's event later than the volumes' events: the manifest is
@@ -136,7 +164,9 @@ def test_late_volume_event_finishes_its_set_with_two_listings_and_one_batch(blob
     assert h.deliver(FULL_MANIFEST).moved == [] and h.meter.by_operation == {"list": 1}
 
 
-def test_volume_event_of_an_unfinished_set_costs_one_narrow_listing(blob_service, container, harness):
+def test_volume_event_of_an_unfinished_set_costs_one_narrow_listing(
+    blob_service, container, harness
+):
     upload(blob_service, container, FULL_VOLS)
     h = harness()
     assert h.deliver(FULL_VOLS[2]).status == IGNORED
@@ -149,11 +179,16 @@ def test_one_volume_set_is_tiered_with_a_single_set_blob_tier(blob_service, cont
     upload(blob_service, container, one)
     h = harness()
     assert [d.name for d in h.deliver(INC_MANIFEST).moved] == [one[0]]
-    assert h.meter.by_operation == {"list": 1, "container-properties": 1, "set-tier": 1} and h.meter.billable == 3
+    assert (
+        h.meter.by_operation == {"list": 1, "container-properties": 1, "set-tier": 1}
+        and h.meter.billable == 3
+    )
     expect(blob_service, container, cold=one[:1])
 
 
-def test_unfinished_set_is_never_touched_even_with_other_sets_finished(blob_service, container, harness):
+def test_unfinished_set_is_never_touched_even_with_other_sets_finished(
+    blob_service, container, harness
+):
     upload(blob_service, container, FULL_SET + OPEN_VOLS)
     h = harness(RETIER_VOLUME_TIER="Archive")
     for name in OPEN_VOLS:
@@ -162,7 +197,9 @@ def test_unfinished_set_is_never_touched_even_with_other_sets_finished(blob_serv
     expect(blob_service, container, archive=FULL_VOLS)
 
 
-def test_manifest_event_for_a_manifest_not_in_storage_does_nothing(blob_service, container, harness):
+def test_manifest_event_for_a_manifest_not_in_storage_does_nothing(
+    blob_service, container, harness
+):
     upload(blob_service, container, FULL_VOLS)
     outcome = harness(RETIER_VOLUME_TIER="Archive").deliver(FULL_MANIFEST)
     assert outcome.status == IGNORED and "not found" in outcome.reason
@@ -188,7 +225,9 @@ def test_metadata_moves_only_when_a_setting_asks(blob_service, container, harnes
     expect(blob_service, container, cold=FULL_VOLS, cool=[FULL_SIGS, FULL_JSONSTAT, FULL_MANIFEST])
 
 
-def test_a_manifest_event_that_moves_volumes_and_the_manifest_reads_the_hold_once(blob_service, container, harness):
+def test_a_manifest_event_that_moves_volumes_and_the_manifest_reads_the_hold_once(
+    blob_service, container, harness
+):
     manifest_par2 = FULL_MANIFEST + ".par2"
     upload(blob_service, container, FULL_SET + [manifest_par2])
     h = harness(RETIER_METADATA_TIER="Cool")
@@ -207,21 +246,40 @@ class ThrottlingStandIn(BlobStore):
         from retier.storage import TRANSIENT, TierResult
 
         names = list(names)
-        done = {r.name: r for r in super().set_tier(container, [n for n in names if n != self.victim], tier, **kwargs)}
+        done = {
+            r.name: r
+            for r in super().set_tier(
+                container, [n for n in names if n != self.victim], tier, **kwargs
+            )
+        }
         return [done.get(n) or TierResult(n, tier, TRANSIENT, 503, "ServerBusy") for n in names]
 
 
-def test_a_volume_throttled_inside_the_batch_asks_event_grid_to_redeliver(blob_service, container, azurite_connection_string):
+def test_a_volume_throttled_inside_the_batch_asks_event_grid_to_redeliver(
+    blob_service, container, azurite_connection_string
+):
     upload(blob_service, container, FULL_SET)
-    store = ThrottlingStandIn.from_connection(Connection(connection_string=azurite_connection_string))
+    store = ThrottlingStandIn.from_connection(
+        Connection(connection_string=azurite_connection_string)
+    )
     store.victim = FULL_VOLS[1]
     service = RetierService(load_settings({"RETIER_STORAGE": azurite_connection_string}), store)
     (item,) = store.list_blobs(container, FULL_MANIFEST)
-    outcome = service.handle_event(blob_created_event(account=store.account_name, container=container, item=item,
-                                                      url=store.blob_url(container, FULL_MANIFEST)))
+    outcome = service.handle_event(
+        blob_created_event(
+            account=store.account_name,
+            container=container,
+            item=item,
+            url=store.blob_url(container, FULL_MANIFEST),
+        )
+    )
     assert outcome.status == RETRY and outcome.retry
-    assert [(f["name"], f["status"], f["code"]) for f in outcome.failures] == [(FULL_VOLS[1], 503, "ServerBusy")]
-    expect(blob_service, container, cold=[FULL_VOLS[0], FULL_VOLS[2]])  # the redelivery moves the last one
+    assert [(f["name"], f["status"], f["code"]) for f in outcome.failures] == [
+        (FULL_VOLS[1], 503, "ServerBusy")
+    ]
+    expect(
+        blob_service, container, cold=[FULL_VOLS[0], FULL_VOLS[2]]
+    )  # the redelivery moves the last one
 
 
 def test_a_permanent_storage_error_gives_up_instead_of_retrying(harness, container):
@@ -230,8 +288,14 @@ def test_a_permanent_storage_error_gives_up_instead_of_retrying(harness, contain
     h = harness()
     missing = container + "-gone"  # no such container: 404, which no retry fixes
     item = BlobItem(FULL_MANIFEST, 1, "Hot", True, None, None, None, None)
-    outcome = h.service.handle_event(blob_created_event(account=h.store.account_name, container=missing, item=item,
-                                                        url=h.store.blob_url(missing, FULL_MANIFEST)))
+    outcome = h.service.handle_event(
+        blob_created_event(
+            account=h.store.account_name,
+            container=missing,
+            item=item,
+            url=h.store.blob_url(missing, FULL_MANIFEST),
+        )
+    )
     assert outcome.status == HANDLED and not outcome.retry
     assert outcome.reason.startswith("gave up:") and "404" in outcome.reason
     assert [f["name"] for f in outcome.failures] == [FULL_MANIFEST]
@@ -253,14 +317,19 @@ def test_par2_files_follow_the_volume_they_protect(blob_service, container, harn
 
 
 def test_per_type_prefixes_map_manifest_to_archive_prefix(blob_service, container, harness):
-    names = [f"host1/a/{v}" for v in FULL_VOLS] + [f"host1/m/{FULL_MANIFEST}", f"host1/s/{FULL_SIGS}"]
+    names = [f"host1/a/{v}" for v in FULL_VOLS] + [
+        f"host1/m/{FULL_MANIFEST}",
+        f"host1/s/{FULL_SIGS}",
+    ]
     other = [f"host2/a/{v}" for v in FULL_VOLS] + [f"host1/{v}" for v in FULL_VOLS]
     upload(blob_service, container, names + other)
     h = harness(RETIER_FILE_PREFIX_ARCHIVE="a/", RETIER_FILE_PREFIX_MANIFEST="m/")
     assert h.deliver(f"host1/m/{FULL_MANIFEST}").status == HANDLED
     expect(blob_service, container, cold=names[:3])
     # a volume event finds its manifest through the same mapping
-    blob_service.get_container_client(container).get_blob_client(names[0]).set_standard_blob_tier("Hot")
+    blob_service.get_container_client(container).get_blob_client(names[0]).set_standard_blob_tier(
+        "Hot"
+    )
     assert [d.name for d in h.deliver(names[0]).moved] == [names[0]]
 
 
@@ -293,19 +362,29 @@ def test_malformed_event_is_invalid_and_touches_nothing(blob_service, container,
 
 
 def test_unreachable_storage_asks_for_a_retry(container):
-    conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-            "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;")
+    conn = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
     store = BlobStore.from_connection(Connection(connection_string=conn), retry_total=0)
     service = RetierService(load_settings({"RETIER_STORAGE": conn}), store)
-    event = blob_created_event(account="devstoreaccount1", container=container,
-                               item=__import__("retier.storage", fromlist=["BlobItem"]).BlobItem(FULL_MANIFEST, 1, "Hot", True, None, None, None, None),
-                               url=store.blob_url(container, FULL_MANIFEST))
+    event = blob_created_event(
+        account="devstoreaccount1",
+        container=container,
+        item=__import__("retier.storage", fromlist=["BlobItem"]).BlobItem(
+            FULL_MANIFEST, 1, "Hot", True, None, None, None, None
+        ),
+        url=store.blob_url(container, FULL_MANIFEST),
+    )
     outcome = service.handle_event(event)
     assert outcome.status == RETRY and outcome.retry
 
 
 def test_a_crafted_name_that_embeds_a_set_is_not_a_member_of_it(blob_service, container, harness):
-    crafted = [f"{FULL_MANIFEST}duplicity-full.{T1}.vol9.difftar.gpg", f"duplicity-full.{T1}.vol1.difftar.gpg.x/duplicity-full.{T1}.manifest"]
+    crafted = [
+        f"{FULL_MANIFEST}duplicity-full.{T1}.vol9.difftar.gpg",
+        f"duplicity-full.{T1}.vol1.difftar.gpg.x/duplicity-full.{T1}.manifest",
+    ]
     upload(blob_service, container, FULL_VOLS + crafted)
     h = harness(RETIER_VOLUME_TIER="Archive")
     # the second crafted name parses as a manifest of set T1 under another prefix: it must not finish the set

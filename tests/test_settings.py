@@ -46,7 +46,9 @@ def test_containers_is_a_comma_separated_allow_list():
 
 
 def test_container_names_are_lower_cased_as_azure_requires():
-    assert load_settings({"RETIER_CONTAINERS": "Backups,PHOTOS"}).containers == frozenset({"backups", "photos"})
+    assert load_settings({"RETIER_CONTAINERS": "Backups,PHOTOS"}).containers == frozenset(
+        {"backups", "photos"}
+    )
 
 
 def test_connection_string_gives_the_account_and_is_never_in_repr():
@@ -79,9 +81,14 @@ def test_duplicity_connection_string_is_a_fallback_for_the_cli_only():
 def test_retier_storage_wins_over_duplicity_connection_string():
     other = AZURITE.replace("devstoreaccount1", "otheraccount")
     # On its own, the duplicity variable would be used, and would name the other account...
-    assert load_settings({"AZURE_CONNECTION_STRING": other}, allow_duplicity_env=True).account_name == "otheraccount"
+    assert (
+        load_settings({"AZURE_CONNECTION_STRING": other}, allow_duplicity_env=True).account_name
+        == "otheraccount"
+    )
     # ...but with RETIER_STORAGE also set, RETIER_STORAGE is the connection used.
-    cfg = load_settings({"RETIER_STORAGE": AZURITE, "AZURE_CONNECTION_STRING": other}, allow_duplicity_env=True)
+    cfg = load_settings(
+        {"RETIER_STORAGE": AZURITE, "AZURE_CONNECTION_STRING": other}, allow_duplicity_env=True
+    )
     assert cfg.account_name == "devstoreaccount1"
     assert (cfg.connection.source, cfg.connection.connection_string) == ("RETIER_STORAGE", AZURITE)
 
@@ -91,8 +98,20 @@ def test_retier_storage_wins_over_duplicity_connection_string():
     [
         ({"RETIER_STORAGE": "not a connection string"}, "RETIER_STORAGE"),
         ({"RETIER_STORAGE": "AccountKey=c2VjcmV0LWtleQ=="}, "AccountName"),
-        ({"RETIER_STORAGE": AZURITE, "RETIER_STORAGE__blobServiceUri": "https://a.blob.core.windows.net"}, "not both"),
-        ({"RETIER_STORAGE__blobServiceUri": "https://a.blob.core.windows.net", "RETIER_STORAGE__credential": "secret"}, "managedidentity"),
+        (
+            {
+                "RETIER_STORAGE": AZURITE,
+                "RETIER_STORAGE__blobServiceUri": "https://a.blob.core.windows.net",
+            },
+            "not both",
+        ),
+        (
+            {
+                "RETIER_STORAGE__blobServiceUri": "https://a.blob.core.windows.net",
+                "RETIER_STORAGE__credential": "secret",
+            },
+            "managedidentity",
+        ),
     ],
 )
 def test_bad_connection_settings_say_what_is_wrong_without_the_secret(env, message):
@@ -118,5 +137,9 @@ def test_readme_documents_every_setting():
     from retier.costs import PRICES_SETTING
 
     readme = (ROOT / "README.md").read_text()
-    missing = [name for name in (*s.ALL_SETTINGS, s.DUPLICITY_CONNECTION_STRING, PRICES_SETTING) if name not in readme]
+    missing = [
+        name
+        for name in (*s.ALL_SETTINGS, s.DUPLICITY_CONNECTION_STRING, PRICES_SETTING)
+        if name not in readme
+    ]
     assert missing == []

@@ -31,32 +31,48 @@ def _tiers(blob_service, container):
 
 def _metered_store(conn):
     meter = Meter()
-    return BlobStore.from_connection(Connection(connection_string=conn), transport=CountingTransport(meter)), meter
+    return BlobStore.from_connection(
+        Connection(connection_string=conn), transport=CountingTransport(meter)
+    ), meter
 
 
 @pytest.mark.parametrize(
     "status, code, verdict",
     [
-        (200, None, OK), (202, None, OK), (404, "BlobNotFound", GONE), (409, "BlobArchived", SKIPPED),
-        (409, "BlobBeingRehydrated", SKIPPED), (429, None, TRANSIENT), (500, None, TRANSIENT),
-        (503, "ServerBusy", TRANSIENT), (403, "AuthorizationPermissionMismatch", TRANSIENT),
-        (400, "InvalidHeaderValue", FAILED), (409, "LeaseIdMissing", FAILED),
+        (200, None, OK),
+        (202, None, OK),
+        (404, "BlobNotFound", GONE),
+        (409, "BlobArchived", SKIPPED),
+        (409, "BlobBeingRehydrated", SKIPPED),
+        (429, None, TRANSIENT),
+        (500, None, TRANSIENT),
+        (503, "ServerBusy", TRANSIENT),
+        (403, "AuthorizationPermissionMismatch", TRANSIENT),
+        (400, "InvalidHeaderValue", FAILED),
+        (409, "LeaseIdMissing", FAILED),
     ],
 )
 def test_failures_are_classified_once(status, code, verdict):
     assert classify(status, code) == verdict
 
 
-def test_listing_carries_tier_and_inference_in_one_request(blob_service, container, azurite_connection_string):
+def test_listing_carries_tier_and_inference_in_one_request(
+    blob_service, container, azurite_connection_string
+):
     _upload(blob_service, container, ["a.vol1", "a.vol2", "b.other"])
     store, meter = _metered_store(azurite_connection_string)
     items = {i.name: i for i in store.list_blobs(container, "a.")}
     assert sorted(items) == ["a.vol1", "a.vol2"]
-    assert all(i.tier == "Hot" and i.tier_inferred and i.archive_status is None and i.size == 1 for i in items.values())
+    assert all(
+        i.tier == "Hot" and i.tier_inferred and i.archive_status is None and i.size == 1
+        for i in items.values()
+    )
     assert meter.round_trips == 1 and meter.by_operation == {"list": 1}
 
 
-def test_set_tier_batches_at_most_256_and_reports_every_blob(blob_service, container, azurite_connection_string):
+def test_set_tier_batches_at_most_256_and_reports_every_blob(
+    blob_service, container, azurite_connection_string
+):
     names = [f"v{i:04d}" for i in range(BATCH_LIMIT + 10)]
     _upload(blob_service, container, names)
     store, meter = _metered_store(azurite_connection_string)
@@ -73,7 +89,11 @@ def test_blob_deleted_before_the_batch_is_gone_not_fatal(blob_service, container
     blob_service.get_container_client(container).delete_blob("vanishes")
     results = {r.name: r for r in store.set_tier(container, ["keep", "vanishes"], "Archive")}
     assert results["keep"].outcome == OK
-    assert (results["vanishes"].outcome, results["vanishes"].status, results["vanishes"].code) == (GONE, 404, "BlobNotFound")
+    assert (results["vanishes"].outcome, results["vanishes"].status, results["vanishes"].code) == (
+        GONE,
+        404,
+        "BlobNotFound",
+    )
     assert _tiers(blob_service, container) == {"keep": "Archive"}
 
 
@@ -91,8 +111,10 @@ def test_missing_container_is_a_permanent_error(store):
 
 
 def test_unreachable_account_is_transient():
-    conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-            "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;")
+    conn = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
     store = BlobStore.from_connection(Connection(connection_string=conn), retry_total=0)
     with pytest.raises(StorageError) as info:
         list(store.list_blobs("c"))
@@ -100,7 +122,9 @@ def test_unreachable_account_is_transient():
     assert "a2V5" not in str(info.value)
 
 
-def test_a_single_blob_is_tiered_with_one_plain_request_and_its_failure_classified(blob_service, container, azurite_connection_string):
+def test_a_single_blob_is_tiered_with_one_plain_request_and_its_failure_classified(
+    blob_service, container, azurite_connection_string
+):
     _upload(blob_service, container, ["one"])
     store, meter = _metered_store(azurite_connection_string)
     (done,) = store.set_tier(container, ["one"], "Cold")
@@ -115,10 +139,21 @@ def test_identity_connection_uses_a_managed_identity_credential_and_no_key():
 
     from retier.storage import connect
 
-    user_assigned = connect(Connection(blob_service_uri="https://acct.blob.core.windows.net", client_id="11111111-2222-3333-4444-555555555555"))
+    user_assigned = connect(
+        Connection(
+            blob_service_uri="https://acct.blob.core.windows.net",
+            client_id="11111111-2222-3333-4444-555555555555",
+        )
+    )
     assert isinstance(user_assigned.credential, ManagedIdentityCredential)
-    assert user_assigned.account_name == "acct" and user_assigned.url.startswith("https://acct.blob.core.windows.net")
-    system = connect(Connection(blob_service_uri="https://acct.blob.core.windows.net", credential="managedidentity"))
+    assert user_assigned.account_name == "acct" and user_assigned.url.startswith(
+        "https://acct.blob.core.windows.net"
+    )
+    system = connect(
+        Connection(
+            blob_service_uri="https://acct.blob.core.windows.net", credential="managedidentity"
+        )
+    )
     assert isinstance(system.credential, ManagedIdentityCredential)
     default = connect(Connection(blob_service_uri="https://acct.blob.core.windows.net"))
     assert isinstance(default.credential, DefaultAzureCredential)
@@ -139,7 +174,9 @@ class IdentityNotReadyStandIn:
 def test_a_token_the_identity_cannot_get_yet_is_transient_so_the_event_is_redelivered():
     from azure.storage.blob import BlobServiceClient
 
-    client = BlobServiceClient("https://acct.blob.core.windows.net", credential=IdentityNotReadyStandIn(), retry_total=0)
+    client = BlobServiceClient(
+        "https://acct.blob.core.windows.net", credential=IdentityNotReadyStandIn(), retry_total=0
+    )
     with pytest.raises(StorageError) as info:
         BlobStore(client).get_hold("c")
     assert info.value.transient and info.value.status is None

@@ -1,0 +1,89 @@
+"""The `retier` command line: the same modules the Function uses, for operators and local runs.
+
+Each command group lives in its own module with a `register(subparsers)` function; this module
+only assembles the parser and maps exceptions to exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from retier import __version__
+from retier.cli import handler, restore, sweep
+from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError
+
+# Order of the commands in --help.
+COMMAND_GROUPS = (handler, sweep, restore)
+
+
+EPILOG = """\
+settings come from the environment (the same RETIER_* names the Function app uses):
+  RETIER_STORAGE              connection string (or RETIER_STORAGE__blobServiceUri for an identity);
+                              the CLI falls back to duplicity's AZURE_CONNECTION_STRING
+  RETIER_VOLUME_TIER          Cold (default), Cool or Archive
+  RETIER_METADATA_TIER        unset (metadata stays as uploaded), Hot, Cool or Cold
+  RETIER_CONTAINERS           comma-separated allow-list of containers (unset: any)
+  RETIER_FILE_PREFIX_ARCHIVE / RETIER_FILE_PREFIX_MANIFEST
+                              duplicity's --file-prefix-archive / --file-prefix-manifest, if used
+  RETIER_PRICES               a JSON file of your region's prices, for restore-plan's estimates
+
+first time with existing backups:  retier sweep --container backups --dry-run
+restoring out of Archive:          retier restore-plan --container backups
+"""
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """Subcommand parsers keep their examples' line breaks."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _CommandParser(
+        prog="retier",
+        description="Move duplicity's backup volumes in Azure Blob Storage to Cold or Archive, "
+        "keeping manifests and signatures online.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"retier {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each decision on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from retier.costs import PriceError
+    from retier.restore import RestoreError
+    from retier.settings import SettingsError
+    from retier.storage import StorageError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except (UsageError, SettingsError, RestoreError, PriceError) as exc:
+        print(f"retier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StorageError as exc:
+        print(f"retier: {exc}", file=sys.stderr)
+        return EXIT_RETRY if exc.transient else EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""What every command shares: exit codes, usage errors, reading input, printing, the service."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+EXIT_OK = 0
+EXIT_RETRY = 1  # something failed that a retry could fix
+EXIT_USAGE = 2  # bad usage or bad input
+
+
+class UsageError(Exception):
+    """Bad arguments or input: exit code 2 with a one-line message."""
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=False) + "\n")
+
+
+def read_text(path: str) -> str:
+    """A file's text, or standard input's for "-"."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_json(path: str):
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+
+
+def make_service():
+    from retier.service import RetierService
+    from retier.settings import load_settings
+    from retier.storage import BlobStore
+
+    settings = load_settings(
+        allow_duplicity_env=True
+    )  # the CLI may use duplicity's AZURE_CONNECTION_STRING
+    return RetierService(settings, BlobStore.from_connection(settings.require_connection()))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def money(value: float, currency: str) -> str:
+    return f"{value:,.2f} {currency}" if value >= 0.01 or value == 0 else f"<0.01 {currency}"

@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -255,16 +255,19 @@ class Bridge:
         queued = []
         self.tally.polls += 1
         for watch in self.watches:
+            # The first listing is "now" (nothing to send) unless from_start.
+            send = watch.primed or self.from_start
             try:
-                items = list(self.store.list_blobs(watch.container, self.prefix))
+                changed, seen = self._diff(watch, send)
             except StorageError as exc:
                 if exc.status == 404:
                     # Not created yet (duplicity creates it on its first run): empty until it is.
                     if not watch.missing:
                         logger.warning("container %s does not exist (yet)", watch.container)
                     watch.missing = True
-                    items = []
+                    changed, seen = [], {}
                 elif exc.transient:
+                    # `seen` stays as it was: the next poll compares against the last full listing.
                     self.tally.list_failures += 1
                     logger.warning("listing %s failed, next poll retries: %s", watch.container, exc)
                     continue
@@ -272,16 +275,23 @@ class Bridge:
                     raise
             else:
                 watch.missing = False
-            self.tally.listed += len(items)
-            changed, watch.seen = diff(watch.seen, items)
-            if not watch.primed:
-                watch.primed = True
-                if not self.from_start:
-                    continue  # start from "now": what is already there is not news
+            watch.seen, watch.primed = seen, True
             for item in changed:
                 queued.append(self._queue(watch.container, item))
         self._next_poll = self.clock() + self.interval
         return queued
+
+    def _diff(self, watch: _Watch, send: bool) -> tuple[list[BlobItem], dict[str, str | None]]:
+        # Streamed page by page: only `seen` (old and new) and the changes are held in memory.
+        listing = self._counted(self.store.list_blobs(watch.container, self.prefix))
+        if send:
+            return diff(watch.seen, listing)
+        return [], {item.name: item.etag for item in listing}
+
+    def _counted(self, items: Iterable[BlobItem]) -> Iterator[BlobItem]:
+        for item in items:
+            self.tally.listed += 1
+            yield item
 
     def _queue(self, container: str, item: BlobItem) -> Delivery:
         event = wire_event(

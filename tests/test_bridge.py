@@ -254,6 +254,31 @@ def test_a_container_that_does_not_exist_yet_is_watched_until_it_does(store, blo
         blob_service.delete_container(name)
 
 
+def test_a_listing_that_fails_leaves_what_was_seen_alone(
+    store, container, blob_service, monkeypatch
+):
+    from retier.settings import Connection
+    from retier.storage import BlobStore
+
+    _upload(blob_service, container, FULL_SET)
+    bridge = Bridge(store, [container])
+    bridge.poll()
+    seen = dict(bridge.watches[0].seen)
+    # Storage unreachable for one poll (a refused port; no SDK retries, for speed only).
+    monkeypatch.setattr("retier.storage.RETRY_TOTAL", 0)
+    bridge.store = BlobStore.from_connection(
+        Connection(
+            connection_string="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            "AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+        )
+    )
+    assert bridge.poll() == [] and bridge.tally.list_failures == 1
+    assert bridge.watches[0].seen == seen
+    bridge.store = store
+    _upload(blob_service, container, ["notes.txt"])
+    assert [d.blob for d in bridge.poll()] == ["notes.txt"]  # not the whole container again
+
+
 def test_each_poll_lists_each_container_once(store, container, blob_service):
     other = f"t{uuid.uuid4().hex[:20]}"
     blob_service.create_container(other)

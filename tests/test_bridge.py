@@ -200,6 +200,22 @@ def test_diff_of_an_unchanged_listing_is_empty():
     assert diff(seen, listing) == ([], seen)
 
 
+def test_wire_event_is_azure_eventgrids_model_plus_the_field_event_grid_stamps():
+    from azure.eventgrid import EventGridEvent
+
+    from retier.bridge import wire_event
+
+    item = _item(FULL_MANIFEST, "0x8DC0000000000AB")
+    url = f"http://127.0.0.1:10000/devstoreaccount1/backups/{FULL_MANIFEST}"
+    event = wire_event(account="devstoreaccount1", container="backups", item=item, url=url)
+    assert shape(event) == shape(DOCUMENTED)
+    # Why the bridge adds metadataVersion: the model's own output has every other wire field.
+    model = EventGridEvent(subject="s", event_type="t", data={}, data_version="").serialize()
+    assert set(event) - set(model) == {"topic", "metadataVersion"}  # topic: set when given
+    assert event["eventTime"] == "2024-01-01T02:03:00.000Z"
+    assert event["data"]["eTag"] == '"0x8DC0000000000AB"' and event["data"]["url"] == url
+
+
 # -- polling Azurite ---------------------------------------------------------------------------
 
 
@@ -507,6 +523,14 @@ def test_cli_prints_a_line_per_delivery_and_ctrl_c_stops_it_with_a_summary(
     assert summary.startswith("bridge stopped:")
     assert "4 event(s) queued, 4 delivered, 1 redelivery attempt(s), 0 dead" in summary
     assert "AccountKey" not in out + err  # the connection string is never printed
+
+
+def test_cli_help_has_examples_and_the_hosts_webhook(run_retier):
+    proc = run_retier("bridge", "--help")
+    assert proc.returncode == 0 and "examples:" in proc.stdout
+    assert "localhost:7071/runtime/webhooks/eventgrid?functionName=retier_blob_created" in (
+        proc.stdout.replace("\n", "").replace(" ", "")
+    )
 
 
 @pytest.mark.parametrize(

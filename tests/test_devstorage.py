@@ -196,7 +196,8 @@ def test_function_app_and_bridge_run_the_local_loop_on_the_shorthand(dev_contain
             dev_container.upload_blob(name, b"data")
         proc = subprocess.Popen(
             [sys.executable, "-m", "retier", "bridge", "--container", dev_container.container_name]
-            + ["--to", host.url(), "--from-start", "--interval", "0.2"],
+            + ["--to", host.url() + "&code=c2VjcmV0LWtleQ", "--from-start", "--interval", "0.2"]
+            + ["--json"],
             cwd=ROOT,
             env=_clean_env(RETIER_STORAGE=DEV),
             stdout=subprocess.PIPE,
@@ -219,7 +220,11 @@ def test_function_app_and_bridge_run_the_local_loop_on_the_shorthand(dev_contain
     assert _tiers(dev_container) == RETIERED
     urls = [json.loads(r.body)[0]["data"]["url"] for r in host.received]
     assert all(u.startswith("http://127.0.0.1:10000/devstoreaccount1/") for u in urls), urls
-    assert out.count("  delivered") == 4
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert sorted((x["blob"], x["status"], x["outcome"]) for x in lines) == sorted(
+        (name, 202, "delivered") for name in RETIERED
+    )
+    assert "c2VjcmV0LWtleQ" not in out + err and "code=***" in err  # a function key is not shown
     assert "bridge stopped:" in err and "4 delivered" in err
 
 

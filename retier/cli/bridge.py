@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from retier.cli.common import EXIT_OK, UsageError, print_json
 
@@ -38,6 +39,15 @@ def _print_attempt(attempt) -> None:
     if attempt.status == 404 and attempt.attempt == 1:
         line += "  [is `func start` running, with a function of that name?]"
     print(line, flush=True)
+
+
+def _shown(url: str) -> str:
+    """The webhook URL without its key: a deployed function's URL carries `code=<system key>`."""
+    parts = urlsplit(url)
+    query = "&".join(
+        f"{k}=***" if k.lower() == "code" else f"{k}={v}" for k, v in parse_qsl(parts.query)
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 def _summary(bridge) -> str:
@@ -89,7 +99,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     print(
         f"bridge: watching {', '.join(containers)} on {store.account_name}"
         f"{' under ' + args.prefix if args.prefix else ''} every {args.interval:g}s"
-        f"{' (existing blobs too)' if args.from_start else ' (new blobs only)'} -> {args.to}"
+        f"{' (existing blobs too)' if args.from_start else ' (new blobs only)'} -> {_shown(args.to)}"
         "; Ctrl-C stops",
         file=sys.stderr,
         flush=True,
@@ -148,7 +158,7 @@ def register(sub) -> None:
         type=float,
         default=DEFAULT_BACKOFF_SCALE,
         metavar="F",
-        help=f"multiply Event Grid's retry waits by F (default {DEFAULT_BACKOFF_SCALE:g}: 10 s -> 0.1 s; 1: real)",
+        help=f"multiply Event Grid's retry waits by F (default {DEFAULT_BACKOFF_SCALE:g}: 10 s -> 0.1 s; 1 = Event Grid's own)",
     )
     p.add_argument(
         "--dead-letter",

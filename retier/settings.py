@@ -104,8 +104,45 @@ def _parse_connection_string(value: str) -> dict[str, str]:
     return parts
 
 
+# The storage emulator's shorthand, as azure-storage-blob (12.28+) expands it: the well-known
+# account at Azurite's default blob endpoint. The Python SDK ignores DevelopmentStorageProxyUri
+# (the .NET SDK honours it), so a connection string naming one is refused here rather than
+# silently sent to 127.0.0.1.
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+DEVELOPMENT_STORAGE_ACCOUNT = "devstoreaccount1"
+DEVELOPMENT_STORAGE_BLOB_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"
+
+
+def is_development_storage(value: str) -> bool:
+    """Whether a connection string is the emulator shorthand; SettingsError if it half is.
+
+    Read exactly as the storage SDK reads it: the key in any case, the value only as `true`,
+    and nothing else beside it (the SDK would ignore it without a word).
+    """
+    parts = _parse_connection_string(value)
+    if "usedevelopmentstorage" not in parts:
+        return False
+    raw = dict(item.split("=", 1) for item in value.rstrip(";").split(";") if "=" in item)
+    if {k.upper(): v for k, v in raw.items()}.get("USEDEVELOPMENTSTORAGE") != "true":
+        raise SettingsError(
+            f"write the emulator shorthand exactly as {DEVELOPMENT_STORAGE} "
+            "(the storage SDK accepts no other value or spacing)"
+        )
+    others = sorted(k for k in raw if k.strip().lower() != "usedevelopmentstorage")
+    if others:
+        # Key names only: a value beside the shorthand could be a real key.
+        raise SettingsError(
+            f"{DEVELOPMENT_STORAGE} stands alone: the storage SDK would ignore "
+            f"{', '.join(others)} and use {DEVELOPMENT_STORAGE_BLOB_ENDPOINT}; "
+            "give the full connection string with BlobEndpoint instead"
+        )
+    return True
+
+
 def account_from_connection_string(value: str) -> str:
     parts = _parse_connection_string(value)
+    if is_development_storage(value):
+        return DEVELOPMENT_STORAGE_ACCOUNT
     if parts.get("accountname"):
         return parts["accountname"].lower()
     if parts.get("blobendpoint"):

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from retier import __version__
-from retier.cli import handler, restore, sweep
+from retier.cli import bridge, handler, restore, sweep
 from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError
 
 # Order of the commands in --help.
-COMMAND_GROUPS = (handler, sweep, restore)
+COMMAND_GROUPS = (handler, sweep, restore, bridge)
 
 
 EPILOG = """\

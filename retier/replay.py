@@ -86,7 +86,10 @@ def dead_letter_connection(value: str | None, default: Connection) -> Connection
         raise SettingsError(
             f"{source} must be a connection string (Key=Value;...) or an https blob service URL"
         )
-    _ = connection.account_name  # validate now; the message never repeats a connection string
+    try:
+        _ = connection.account_name  # validate now; the message never repeats a connection string
+    except SettingsError as exc:
+        raise SettingsError(f"{source}: {exc}") from None
     return connection
 
 
@@ -118,6 +121,12 @@ def decode_record(record: Any) -> tuple[dict, Any]:
         missing = [key for key, attr in _EVENTGRID_REQUIRED if getattr(model, attr) is None]
         if missing:
             raise InvalidRecord(f"Event Grid event without {', '.join(missing)}")
+    elif "source" in event and "type" in event:
+        # Azure's own CloudEvents dead-letter sample looks like this; without specversion there
+        # is no telling which spec the rest follows, and the function would refuse it too.
+        raise InvalidRecord(
+            "CloudEvents fields without specversion, which CloudEvents 1.0 requires"
+        )
     else:
         raise InvalidRecord("neither eventType (Event Grid schema) nor specversion (CloudEvents)")
     return event, model

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -183,6 +184,26 @@ def test_volumes_uploaded_as_explicit_cool_warn_with_count_bytes_and_charge(
     # Volumes bound for Cool anyway are no trap.
     as_cool = run(azurite_connection_string, [container], now=now, RETIER_VOLUME_TIER="Cool")
     assert checks(as_cool)[f"{container} explicit Cool"].status == OK
+
+
+class CoolDefaultAccountStandIn(BlobStore):
+    """Azurite's account default tier is Hot: this lists its blobs as an account whose default is
+    Cool would (tier Cool, inferred), which Azure bills no early deletion for when moved on."""
+
+    def list_blobs(self, container, prefix=None):
+        for item in super().list_blobs(container, prefix):
+            yield replace(item, tier="Cool", tier_inferred=True) if item.tier_inferred else item
+
+
+def test_volumes_cool_by_the_account_default_are_no_trap(
+    blob_service, container, azurite_connection_string
+):
+    upload(blob_service, container, FULL_VOLS + FULL_META)
+    store = CoolDefaultAccountStandIn(blob_service)
+    assert {i.tier for i in store.list_blobs(container)} == {"Cool"}
+    report = run(azurite_connection_string, [container], store=store)
+    assert checks(report)[f"{container} explicit Cool"].status == OK
+    assert checks(report)[f"{container} listing"].details["to_move"] == 3  # Cool -> Cold
 
 
 def test_an_unfinished_set_older_than_a_day_warns_with_its_age_size_and_the_cleanup_hint(

@@ -193,11 +193,11 @@ def _check_settings(env: Mapping[str, str], report: Report) -> tuple[Settings | 
     else:
         pol = settings.policy
         metadata = f"metadata to {pol.metadata_tier}" if pol.metadata_tier else "metadata stays"
-        scope = ", ".join(sorted(settings.containers)) or "any container"
+        scope = ", ".join(sorted(settings.containers)) or "any"
         report.add(
             "settings",
             OK,
-            f"RETIER_* settings parse: volumes to {pol.volume_tier}, {metadata}, {scope}",
+            f"RETIER_* settings parse: volumes to {pol.volume_tier}, {metadata}, containers: {scope}",
             setting=True,
         )
         if settings.connection and settings.connection.source == DUPLICITY_CONNECTION_STRING:
@@ -245,11 +245,17 @@ def _no_connection(settings: Settings) -> str:
 
 
 # -- storage and account ----------------------------------------------------------------------------
+def _managed_identity(settings: Settings) -> bool:
+    """As retier.storage.connect decides: a client id or `managedidentity` means only that."""
+    conn = settings.connection
+    return bool(conn.client_id) or (conn.credential or "").lower() == "managedidentity"
+
+
 def _credential(settings: Settings) -> str:
     conn = settings.connection
     if conn.connection_string:
         return f"the connection string in {conn.source}"
-    if conn.client_id or (conn.credential or "").lower() == "managedidentity":
+    if _managed_identity(settings):
         return "the managed identity" + (f" {conn.client_id}" if conn.client_id else "")
     return "DefaultAzureCredential (az login, environment, or managed identity)"
 
@@ -267,7 +273,12 @@ def _role_hint(settings: Settings, account: str) -> str:
         f'--scope "$(az storage account show -n {account} --query id -o tsv)"'
     )
     if _uses_identity(settings):
-        return f'the identity needs the role "{ROLE}" ({ROLE_ID}) on {scope}: {grant}'
+        who = (
+            "the managed identity"
+            if _managed_identity(settings)
+            else "the signed-in identity (here: your az login; in Azure: the function's identity)"
+        )
+        return f'{who} needs the role "{ROLE}" ({ROLE_ID}) on {scope}: {grant}'
     return (
         f"the account key (or SAS) in {settings.connection.source} is wrong, rotated or too "
         f'narrow; an identity would need the role "{ROLE}" on {scope}'

@@ -256,6 +256,49 @@ def test_an_identity_refused_the_account_sku_gets_a_warning_not_a_failure(
     assert report.exit_code == 0 and not checks(report, FAIL)
 
 
+class NoRoleStandIn(AccountInfoRefusedStandIn):
+    """Stands in for an identity with no data role, which Azure answers 403
+    AuthorizationPermissionMismatch on every container and blob request (Azurite has no RBAC)."""
+
+    def _refuse(self, what):
+        raise StorageError(
+            f"{what}: HTTP 403 AuthorizationPermissionMismatch",
+            transient=True,
+            status=403,
+            code="AuthorizationPermissionMismatch",
+        )
+
+    def container_info(self, container):
+        self._refuse(f"read properties of {container}")
+
+    def list_blobs(self, container, prefix=None):
+        self._refuse(f"list {container}/*")
+
+    def probe_blob_write(self, container, name):
+        self._refuse(f"probe blob write in {container}")
+
+
+def test_an_identity_without_the_role_fails_each_container_check_naming_role_and_scope(
+    blob_service, container, azurite_connection_string
+):
+    endpoint = azurite_connection_string.split("BlobEndpoint=")[1].rstrip(";")
+    env = {"RETIER_STORAGE__blobServiceUri": endpoint, "RETIER_CONTAINERS": container}
+    report = diagnose(env, store=NoRoleStandIn(blob_service))
+    failed = checks(report, FAIL)
+    assert list(failed) == [container, f"{container} listing", f"{container} tier changes"]
+    for check in failed.values():
+        assert check.hint.startswith("the signed-in identity (here: your az login")
+        assert f'needs the role "{ROLE}"' in check.hint
+        assert "storageAccounts/devstoreaccount1" in check.hint
+    assert report.exit_code == 1
+
+    env["RETIER_STORAGE__clientId"] = "11111111-2222-3333-4444-555555555555"
+    report = diagnose(env, store=NoRoleStandIn(blob_service))
+    assert checks(report, FAIL)[f"{container} listing"].hint.startswith(
+        f'the managed identity needs the role "{ROLE}"'
+    )
+
+
 # -- the command ----------------------------------------------------------------------------------
 def test_cli_doctor_prints_one_line_per_check_and_exits_0(
     blob_service, container, azurite_connection_string, run_retier
@@ -296,13 +339,25 @@ def test_a_bad_setting_exits_2_names_it_and_prints_no_secret(
     )
     env = {"RETIER_STORAGE": conn, **settings}
     env = {k: v for k, v in env.items() if v is not None}
-    for args in (["doctor"], ["doctor", "--json"]):
-        proc = run_retier(*args, env=env)
-        assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert named in proc.stdout
-        assert SECRET_KEY not in proc.stdout + proc.stderr
+    proc = run_retier("doctor", "--json", env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert SECRET_KEY not in proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
-    assert report["exit"] == 2 and report["fail"] >= 1
+    failed = [c["message"] for c in report["checks"] if c["status"] == FAIL]
+    assert any(named in message for message in failed) and report["exit"] == 2
+
+
+def test_a_bad_setting_in_text_output_is_one_fail_line_and_exit_2(
+    azurite_connection_string, run_retier
+):
+    env = {"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Frozen"}
+    proc = run_retier("doctor", env=env)
+    assert proc.returncode == 2
+    assert proc.stdout.splitlines()[0] == (
+        "fail  settings: RETIER_VOLUME_TIER: 'Frozen' is not an access tier; "
+        "use one of Hot, Cool, Cold, Archive"
+    )
+    assert proc.stdout.splitlines()[-1] == "doctor: 2 ok, 0 warn, 1 fail"
 
 
 def test_unreachable_storage_fails_and_exits_1(run_retier):

@@ -26,7 +26,7 @@ from retier.settings import (
     sweep_schedule,
 )
 from retier.storage import BlobStore, StorageError
-from retier.sweep import Planner
+from retier.sweep import Plan, Planner
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,9 @@ class Report:
         }
 
 
-def tier_support(sku_name: str | None, account_kind: str | None, pol: policy.Policy) -> tuple:
+def tier_support(
+    sku_name: str | None, account_kind: str | None, pol: policy.Policy
+) -> tuple[str, str]:
     """(status, sentence): can an account of this SKU and kind hold the tiers `pol` moves blobs to?"""
     sku, kind = sku_name or "unknown SKU", account_kind or "unknown kind"
     wanted = [pol.volume_tier] + ([pol.metadata_tier] if pol.metadata_tier else [])
@@ -448,7 +450,14 @@ def _check_container(
         _report_unfinished(plan, container, now, report)
 
 
-def _scan(store, container, settings, prices, account_kind, now):
+def _scan(
+    store: BlobStore,
+    container: str,
+    settings: Settings,
+    prices: dict | None,
+    account_kind: str | None,
+    now: datetime,
+) -> tuple[Plan, _CoolTrap]:
     """One streamed listing: the sweep's planner (sets, unfinished sets) and the explicit-Cool count."""
     planner = Planner(container, settings.policy, **settings.name_prefixes)
     trap = _CoolTrap()
@@ -473,7 +482,9 @@ def _scan(store, container, settings, prices, account_kind, now):
     return planner.finish(), trap
 
 
-def _report_cool_trap(trap: _CoolTrap, container, settings, prices, report: Report) -> None:
+def _report_cool_trap(
+    trap: _CoolTrap, container: str, settings: Settings, prices: dict | None, report: Report
+) -> None:
     target = settings.policy.volume_tier
     if not trap.count:
         report.add(
@@ -510,7 +521,7 @@ def _report_cool_trap(trap: _CoolTrap, container, settings, prices, report: Repo
     )
 
 
-def _report_unfinished(plan, container: str, now: datetime, report: Report) -> None:
+def _report_unfinished(plan: Plan, container: str, now: datetime, report: Report) -> None:
     old = [u for u in plan.unfinished if u.newest and now - u.newest > ABANDONED_AFTER]
     recent = len(plan.unfinished) - len(old)
     if not old:

@@ -204,15 +204,7 @@ class BlobStore:
     # -- restore hold: one metadata key on the container, shared by handler, sweep and timer --------
     def get_hold(self, container: str) -> str | None:
         """The hold's note if `container` is on restore hold, else None (one request)."""
-        with _translated(f"read properties of {container}"):
-            metadata = (
-                self._client.get_container_client(container).get_container_properties().metadata
-                or {}
-            )
-        for key, value in metadata.items():
-            if key.lower() == HOLD_KEY:
-                return value or "on hold"
-        return None
+        return self.container_info(container).hold
 
     def set_hold(self, container: str, note: str) -> None:
         client = self._client.get_container_client(container)

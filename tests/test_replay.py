@@ -311,6 +311,12 @@ def test_a_replayed_blob_is_not_read_again_one_listing_is_all_a_second_run_costs
         Connection(connection_string=azurite_connection_string), transport=CountingTransport(meter)
     )
     service = service_for(azurite_connection_string)
+    # One blob at a time: the first result comes after one read, not after reading them all.
+    lazily = replay(dl_store, dead_letters, service, dry_run=True)
+    next(lazily)
+    assert meter.by_operation == {"list": 2, "get": 1}
+    meter.reset()
+
     results, summary = run_replay(dl_store, dead_letters, service)
     assert [r.fate for r in results] == [MOVED, MOVED] and summary.exit_code == 0
     # per blob: one read, one write under replayed/, one conditional delete; one top-level listing

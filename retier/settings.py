@@ -192,7 +192,10 @@ def _connection(env: Mapping[str, str], *, allow_duplicity_env: bool) -> Connect
         )
     else:
         return None
-    _ = result.account_name  # validate now, not at the first event
+    try:
+        _ = result.account_name  # validate now, not at the first event
+    except SettingsError as exc:
+        raise SettingsError(f"{result.source}: {exc}") from None  # name the setting, not its value
     return result
 
 

@@ -7,13 +7,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from azure.storage.blob import BlobPrefix, BlobServiceClient, ExponentialRetry
 
 from retier.settings import Connection
 
@@ -78,6 +81,7 @@ def _translated(what: str) -> Iterator[None]:
             ) from None
         status = exc.status_code
         code = getattr(exc, "error_code", None)
+        code = getattr(code, "value", code)  # the SDK's StorageErrorCode enum, as Azure spells it
         verdict = classify(status, code)
         raise StorageError(
             f"{what}: HTTP {status} {code or exc.reason or ''}".strip(),
@@ -102,6 +106,33 @@ class BlobItem:
     tier_change_time: datetime | None
     creation_time: datetime | None
     etag: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """Get Account Information's answer: `sku_name` e.g. Standard_LRS, `account_kind` e.g. StorageV2."""
+
+    sku_name: str | None
+    account_kind: str | None
+    is_hns_enabled: bool | None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """A container's properties: its metadata, and the restore hold's note if it is on hold."""
+
+    metadata: dict[str, str]
+    hold: str | None
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob's bytes as read, with the ETag they had (for a delete that must not lose a newer write)."""
+
+    name: str
+    data: bytes
+    etag: str | None
 
 
 @dataclass(frozen=True)
@@ -173,15 +204,7 @@ class BlobStore:
     # -- restore hold: one metadata key on the container, shared by handler, sweep and timer --------
     def get_hold(self, container: str) -> str | None:
         """The hold's note if `container` is on restore hold, else None (one request)."""
-        with _translated(f"read properties of {container}"):
-            metadata = (
-                self._client.get_container_client(container).get_container_properties().metadata
-                or {}
-            )
-        for key, value in metadata.items():
-            if key.lower() == HOLD_KEY:
-                return value or "on hold"
-        return None
+        return self.container_info(container).hold
 
     def set_hold(self, container: str, note: str) -> None:
         client = self._client.get_container_client(container)
@@ -211,6 +234,86 @@ class BlobStore:
     def delete_container(self, container: str) -> None:
         with _translated(f"delete container {container}"):
             self._client.delete_container(container)
+
+    @property
+    def endpoint(self) -> str:
+        """The blob service URL without its query: a SAS in a connection string stays out of sight."""
+        parts = urlsplit(self._client.url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+
+    def account_information(self) -> AccountInfo:
+        """SKU and kind of the account (one request; an identity needs .../blobServices/getInfo/action)."""
+        with _translated("get account information"):
+            info = self._client.get_account_information()
+        return AccountInfo(
+            info.get("sku_name"), info.get("account_kind"), info.get("is_hns_enabled")
+        )
+
+    def container_info(self, container: str) -> ContainerInfo:
+        """Existence (404 raises), properties and restore hold of `container` in one request."""
+        with _translated(f"read properties of {container}"):
+            props = self._client.get_container_client(container).get_container_properties()
+        metadata = dict(props.metadata or {})
+        hold = next(
+            (value or "on hold" for key, value in metadata.items() if key.lower() == HOLD_KEY), None
+        )
+        return ContainerInfo(metadata, hold, props.last_modified)
+
+    def probe_blob_write(self, container: str, name: str) -> None:
+        """Ask to write a blob's metadata on a condition no blob meets: it changes nothing, and says
+        whether the credential may write blobs here (Set Blob Tier needs the same permission).
+
+        Returns when storage would have allowed it (404 no such blob, 412 condition not met); raises
+        StorageError when it refuses (403: no role that writes blobs).
+        """
+        blob = self._client.get_blob_client(container, name)
+        with _translated(f"probe blob write in {container}"):
+            try:
+                # Blob ETags are the hex of a write's timestamp ("0x8D83FACDC0C3402" in Azure's own
+                # samples): "0x0" is no blob's, so the condition fails and nothing is written.
+                blob.set_blob_metadata(
+                    {}, etag='"0x0"', match_condition=MatchConditions.IfNotModified
+                )
+            except ResourceNotFoundError as exc:
+                if exc.error_code != "BlobNotFound":
+                    raise  # ContainerNotFound says nothing about the permission
+                return
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    return
+                raise
+        raise StorageError(
+            f"probe blob write in {container}: {name} was written; it should not exist",
+            transient=False,
+        )
+
+    def walk(self, container: str) -> Iterator[BlobItem | str]:
+        """The container's top level, streamed: a BlobItem per blob, the name of each "folder" ("x/")."""
+        items = self._client.get_container_client(container).walk_blobs(delimiter="/")
+        with _translated(f"list {container}/ by folder"):
+            for item in items:
+                if isinstance(item, BlobPrefix):
+                    yield item.name
+                else:
+                    yield _blob_item(item)
+
+    def read_blob(self, container: str, name: str) -> StoredBlob:
+        """A blob's whole content and ETag (for small blobs: dead-letter files, not volumes)."""
+        with _translated(f"read {container}/{name}"):
+            downloader = self._client.get_container_client(container).download_blob(name)
+            data = downloader.readall()
+        return StoredBlob(name, data, downloader.properties.etag)
+
+    def write_blob(self, container: str, name: str, data: bytes) -> None:
+        """Create or replace a small blob."""
+        with _translated(f"write {container}/{name}"):
+            self._client.get_container_client(container).upload_blob(name, data, overwrite=True)
+
+    def delete_blob(self, container: str, name: str, etag: str | None = None) -> None:
+        """Delete a blob; with `etag`, only if it is unchanged since it was read (412 otherwise)."""
+        kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        with _translated(f"delete {container}/{name}"):
+            self._client.get_container_client(container).delete_blob(name, **kwargs)
 
     def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobItem]:
         """Stream the blobs under `prefix`, tiers included (one request per page of 5,000)."""

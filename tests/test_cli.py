@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -45,19 +46,21 @@ def test_no_command_or_bad_arguments_exit_2(run_retier):
     assert run_retier("frobnicate").returncode == 2
 
 
+def _commands() -> list[str]:
+    from retier.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(sub.choices)
+
+
 def test_every_command_has_an_example_in_its_help(run_retier):
-    for command in (
-        "classify",
-        "handle-event",
-        "emit-events",
-        "sweep",
-        "restore-plan",
-        "rehydrate",
-        "status",
-        "release",
-    ):
+    commands = _commands()
+    assert {"classify", "handle-event", "sweep", "restore-plan", "doctor", "bridge"} <= set(
+        commands
+    )
+    for command in commands:
         proc = run_retier(command, "--help")
-        assert proc.returncode == 0 and "example" in proc.stdout
+        assert proc.returncode == 0 and "example" in proc.stdout, command
 
 
 @pytest.mark.parametrize("payload", ["{not json", "42", '"a string"'])

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from retier import __version__
-from retier.cli import bridge, handler, restore, sweep
+from retier.cli import bridge, handler, ops, restore, sweep
 from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError
 
 # Order of the commands in --help.
-COMMAND_GROUPS = (handler, sweep, restore, bridge)
+COMMAND_GROUPS = (handler, sweep, restore, ops, bridge)
 
 
 EPILOG = """\
@@ -32,6 +32,8 @@ settings come from the environment (the same RETIER_* names the Function app use
 
 first time with existing backups:  retier sweep --container backups --dry-run
 restoring out of Archive:          retier restore-plan --container backups
+is it working?                     retier doctor --container backups
+events Event Grid gave up on:      retier replay --dead-letter-container retier-dead-letter --dry-run
 """
 
 

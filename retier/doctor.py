@@ -1,0 +1,565 @@
+"""Is it working? Settings, credential, account and containers checked: a list of ok / warn / fail.
+
+Every check says in one sentence why it passed or what to do. Nothing is changed: the only
+request that could write is a blob-metadata write on a condition no blob meets (it proves the
+credential may write blobs, which Set Blob Tier needs, and writes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from retier import costs, names, policy
+from retier.names import Kind
+from retier.settings import (
+    CONTAINERS,
+    DUPLICITY_CONNECTION_STRING,
+    SWEEP_SCHEDULE,
+    Settings,
+    SettingsError,
+    load_settings,
+    sweep_schedule,
+)
+from retier.storage import BlobStore, StorageError
+from retier.sweep import Plan, Planner
+
+logger = logging.getLogger(__name__)
+
+OK = "ok"
+WARN = "warn"
+FAIL = "fail"
+
+ROLE = "Storage Blob Data Contributor"
+ROLE_ID = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+# An unfinished set older than this is no backup in progress: nightly runs would have resumed it.
+ABANDONED_AFTER = timedelta(days=1)
+MAX_EXAMPLES = 5  # names listed per finding; the rest are counted
+
+# Azure's SKU names (Get Account Information's x-ms-sku-name). Archive needs LRS, GRS or RA-GRS.
+STANDARD_SKUS = frozenset(
+    {
+        "Standard_LRS",
+        "Standard_GRS",
+        "Standard_RAGRS",
+        "Standard_ZRS",
+        "Standard_GZRS",
+        "Standard_RAGZRS",
+    }
+)
+NO_ARCHIVE_SKUS = frozenset({"Standard_ZRS", "Standard_GZRS", "Standard_RAGZRS"})
+# Account kinds whose block blobs have Hot/Cool/Cold/Archive: general-purpose v2 and legacy Blob
+# Storage. "Storage" (general-purpose v1) has no blob tiers; "BlockBlobStorage" (premium block
+# blobs) and "FileStorage" have none either.
+TIERED_KINDS = frozenset({"StorageV2", "BlobStorage"})
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the checklist."""
+
+    name: str
+    status: str  # OK, WARN, FAIL
+    message: str
+    hint: str | None = None
+    container: str | None = None
+    setting: bool = False  # a bad setting is bad usage (exit 2), not a failure to retry
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "check": self.name,
+            "status": self.status,
+            "message": self.message,
+            "hint": self.hint,
+            "container": self.container,
+            "details": self.details,
+        }
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, *args, **kwargs) -> Check:
+        check = Check(*args, **kwargs)
+        self.checks.append(check)
+        # The checklist is the command's output; the log line is for -v and for callers' logs.
+        logger.info("doctor %s %s: %s", check.status, check.name, check.message)
+        return check
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing failed; 2 a setting is wrong (bad usage); 1 something would stop the service."""
+        failed = [c for c in self.checks if c.status == FAIL]
+        if any(c.setting for c in failed):
+            return 2
+        return 1 if failed else 0
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(c.status == s for c in self.checks) for s in (OK, WARN, FAIL)}
+
+    def to_dict(self) -> dict:
+        return {
+            "exit": self.exit_code,
+            **self.counts(),
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+def tier_support(
+    sku_name: str | None, account_kind: str | None, pol: policy.Policy
+) -> tuple[str, str]:
+    """(status, sentence): can an account of this SKU and kind hold the tiers `pol` moves blobs to?"""
+    sku, kind = sku_name or "unknown SKU", account_kind or "unknown kind"
+    wanted = [pol.volume_tier] + ([pol.metadata_tier] if pol.metadata_tier else [])
+    if sku.startswith("Premium_") or kind in ("BlockBlobStorage", "FileStorage"):
+        return FAIL, (
+            f"{sku} {kind} is a premium account: its blobs have no Hot/Cool/Cold/Archive tiers, "
+            "so retier can move nothing here"
+        )
+    if kind == "Storage":
+        return FAIL, (
+            f"{sku} {kind} is a general-purpose v1 account, which has no blob access tiers; "
+            "upgrade it to general-purpose v2 (StorageV2)"
+        )
+    if sku not in STANDARD_SKUS or kind not in TIERED_KINDS:
+        return WARN, (
+            f"{sku} {kind} is not a SKU and kind retier knows; it cannot say whether "
+            f"{', '.join(wanted)} is available"
+        )
+    if pol.volume_tier == "Archive" and sku in NO_ARCHIVE_SKUS:
+        return FAIL, (
+            f"{sku} has no Archive tier (ZRS, GZRS and RA-GZRS accounts do not); "
+            "set RETIER_VOLUME_TIER=Cold, or use an LRS, GRS or RA-GRS account"
+        )
+    return OK, f"{sku} {kind}: {', '.join(wanted)} available"
+
+
+def diagnose(
+    env: Mapping[str, str] | None = None,
+    containers: Collection[str] | None = None,
+    *,
+    now: datetime | None = None,
+    store: BlobStore | None = None,
+    client_kwargs: Mapping | None = None,
+) -> Report:
+    """Run every check. `containers` default to RETIER_CONTAINERS; `now` is the clock ages use."""
+    env = os.environ if env is None else env
+    now = now or datetime.now(timezone.utc)
+    report = Report()
+    settings, prices = _check_settings(env, report)
+    if settings is None:
+        return report
+    chosen = sorted({c.strip().lower() for c in containers or () if c.strip()})
+    chosen = chosen or sorted(settings.containers)
+    if not settings.containers:
+        report.add(
+            "containers",
+            WARN,
+            f"{CONTAINERS} is unset: the function acts on events from every container and the "
+            "daily sweep sweeps none",
+            hint=f"set {CONTAINERS}=backups (comma-separated) to the containers duplicity writes to",
+            setting=True,
+        )
+    if settings.connection is None:
+        report.add(
+            "storage",
+            FAIL,
+            _no_connection(settings),
+            setting=True,
+        )
+        return report
+    if store is None:
+        store = BlobStore.from_connection(settings.connection, **dict(client_kwargs or {}))
+    reachable, account_kind = _check_account(store, settings, report)
+    if not reachable:
+        return report  # no answer at all: every other check would say the same
+    for container in chosen:
+        _check_container(store, container, settings, prices, account_kind, now, report)
+    return report
+
+
+# -- settings ---------------------------------------------------------------------------------------
+def _check_settings(env: Mapping[str, str], report: Report) -> tuple[Settings | None, dict | None]:
+    try:
+        settings = load_settings(env, allow_duplicity_env=True)
+    except SettingsError as exc:
+        # The message names the setting and never a secret value (settings.py's rule).
+        report.add("settings", FAIL, str(exc), setting=True)
+        settings = None
+    else:
+        pol = settings.policy
+        metadata = f"metadata to {pol.metadata_tier}" if pol.metadata_tier else "metadata stays"
+        scope = ", ".join(sorted(settings.containers)) or "any"
+        report.add(
+            "settings",
+            OK,
+            f"RETIER_* settings parse: volumes to {pol.volume_tier}, {metadata}, containers: {scope}",
+            setting=True,
+        )
+        if settings.connection and settings.connection.source == DUPLICITY_CONNECTION_STRING:
+            report.add(
+                "settings",
+                WARN,
+                f"the connection comes from duplicity's {DUPLICITY_CONNECTION_STRING}; the "
+                "function app reads only RETIER_STORAGE or RETIER_STORAGE__blobServiceUri",
+                setting=True,
+            )
+    try:
+        schedule = sweep_schedule(env)
+    except SettingsError as exc:
+        report.add("sweep schedule", FAIL, str(exc), setting=True)
+    else:
+        report.add(
+            "sweep schedule",
+            OK,
+            f"{SWEEP_SCHEDULE} {schedule!r} is six-field NCRONTAB (UTC)",
+            setting=True,
+        )
+    try:
+        prices = costs.load_prices(env)
+    except costs.PriceError as exc:
+        report.add("prices", FAIL, str(exc), setting=True)
+        prices = None
+    else:
+        source = "your RETIER_PRICES file" if env.get(costs.PRICES_SETTING, "").strip() else ""
+        report.add(
+            "prices",
+            OK,
+            f"{source or 'built-in table'}: {prices.get('region')} {prices.get('redundancy')} "
+            f"{prices.get('currency')}, as of {prices.get('as_of')}",
+            setting=True,
+        )
+    return settings, prices
+
+
+def _no_connection(settings: Settings) -> str:
+    try:
+        settings.require_connection()
+    except SettingsError as exc:
+        return str(exc)
+    return "no storage connection"
+
+
+# -- storage and account ----------------------------------------------------------------------------
+def _managed_identity(settings: Settings) -> bool:
+    """As retier.storage.connect decides: a client id or `managedidentity` means only that."""
+    conn = settings.connection
+    return bool(conn.client_id) or (conn.credential or "").lower() == "managedidentity"
+
+
+def _credential(settings: Settings) -> str:
+    conn = settings.connection
+    if conn.connection_string:
+        return f"the connection string in {conn.source}"
+    if _managed_identity(settings):
+        return "the managed identity" + (f" {conn.client_id}" if conn.client_id else "")
+    return "DefaultAzureCredential (az login, environment, or managed identity)"
+
+
+def _uses_identity(settings: Settings) -> bool:
+    return not settings.connection.connection_string
+
+
+def _role_hint(settings: Settings, account: str) -> str:
+    scope = (
+        f"storage account {account} (scope …/providers/Microsoft.Storage/storageAccounts/{account})"
+    )
+    grant = (
+        f'az role assignment create --role "{ROLE}" --assignee <principal id> '
+        f'--scope "$(az storage account show -n {account} --query id -o tsv)"'
+    )
+    if _uses_identity(settings):
+        who = (
+            "the managed identity"
+            if _managed_identity(settings)
+            else "the signed-in identity (here: your az login; in Azure: the function's identity)"
+        )
+        return f'{who} needs the role "{ROLE}" ({ROLE_ID}) on {scope}: {grant}'
+    return (
+        f"the account key (or SAS) in {settings.connection.source} is wrong, rotated or too "
+        f'narrow; an identity would need the role "{ROLE}" on {scope}'
+    )
+
+
+def _refused(exc: StorageError) -> bool:
+    return exc.status in (401, 403)
+
+
+def _check_account(store: BlobStore, settings: Settings, report: Report):
+    """Reachability and tier support: (storage answered, the account kind if it could be read)."""
+    account = settings.account_name
+    credential = _credential(settings)
+    try:
+        info = store.account_information()
+    except StorageError as exc:
+        if exc.status is None:
+            report.add(
+                "storage",
+                FAIL,
+                f"no answer from {store.endpoint} with {credential}: {exc}",
+                hint=(
+                    "check the endpoint and the network; an identity that cannot get a token "
+                    "yet (az login? a managed identity outside Azure?) also ends here"
+                ),
+            )
+            return False, None
+        report.add(
+            "storage", OK, f"{account} answered at {store.endpoint} (credential: {credential})"
+        )
+        if _refused(exc) and _uses_identity(settings):
+            # Get Account Information needs .../blobServices/getInfo/action, which the role the
+            # function needs does not grant: a warning, since tiering works without it.
+            report.add(
+                "account",
+                WARN,
+                f"the identity may not read the account's SKU and kind ({exc}); "
+                f'"{ROLE}" does not include Microsoft.Storage/storageAccounts/blobServices/getInfo/action',
+                hint=(
+                    f"check it yourself: az storage account show -n {account} --query "
+                    "'{sku:sku.name,kind:kind}' (premium accounts have no tiers; "
+                    "ZRS/GZRS/RA-GZRS have no Archive)"
+                ),
+            )
+        elif _refused(exc):
+            report.add(
+                "account",
+                FAIL,
+                f"storage refused the credential ({exc})",
+                hint=_role_hint(settings, account),
+            )
+        else:
+            report.add("account", WARN, f"could not read the account's SKU and kind: {exc}")
+        return True, None
+    report.add("storage", OK, f"{account} answered at {store.endpoint} (credential: {credential})")
+    status, message = tier_support(info.sku_name, info.account_kind, settings.policy)
+    report.add(
+        "account",
+        status,
+        message,
+        details={"sku_name": info.sku_name, "account_kind": info.account_kind},
+    )
+    return True, info.account_kind
+
+
+# -- containers -------------------------------------------------------------------------------------
+@dataclass
+class _CoolTrap:
+    """Volumes uploaded as explicit Cool that retier will move colder: each pays Cool's remainder."""
+
+    count: int = 0
+    bytes: int = 0
+    charge: float = 0.0
+    examples: list[str] = field(default_factory=list)
+
+
+def _check_container(
+    store: BlobStore,
+    container: str,
+    settings: Settings,
+    prices: dict | None,
+    account_kind: str | None,
+    now: datetime,
+    report: Report,
+) -> None:
+    account = settings.account_name
+    try:
+        info = store.container_info(container)
+    except StorageError as exc:
+        if exc.status == 404:
+            report.add(
+                f"{container}",
+                FAIL,
+                f"container {container} does not exist in {account} ({exc})",
+                hint="check the name: RETIER_CONTAINERS and --container take names like 'backups'",
+                container=container,
+            )
+            return
+        report.add(
+            f"{container}",
+            FAIL,
+            f"cannot read the properties of {container} ({exc})",
+            hint=_role_hint(settings, account) if _refused(exc) else None,
+            container=container,
+        )
+    else:
+        report.add(f"{container}", OK, "exists; its properties are readable", container=container)
+        if info.hold is not None:
+            report.add(
+                f"{container} hold",
+                WARN,
+                f"on restore hold ({info.hold}): the handler and the sweep leave it alone",
+                hint=f"when the restore is done: retier release --container {container}",
+                container=container,
+            )
+        else:
+            report.add(f"{container} hold", OK, "not on restore hold", container=container)
+
+    try:
+        plan, trap = _scan(store, container, settings, prices, account_kind, now)
+    except StorageError as exc:
+        report.add(
+            f"{container} listing",
+            FAIL,
+            f"cannot list {container} ({exc})",
+            hint=_role_hint(settings, account) if _refused(exc) else None,
+            container=container,
+        )
+        plan = None
+    else:
+        moves = plan.moves
+        pending = (
+            f"; {moves.count} blob(s) ({_size(moves.bytes)}) not yet at their tier: the next "
+            f"event or sweep moves them (or: retier sweep --container {container})"
+            if moves.count
+            else "; every blob is where retier wants it"
+        )
+        report.add(
+            f"{container} listing",
+            OK,
+            f"listed {plan.listed:,} blobs{pending}",
+            container=container,
+            details={"listed": plan.listed, "to_move": moves.count, "to_move_bytes": moves.bytes},
+        )
+
+    try:
+        store.probe_blob_write(container, f".retier-doctor-probe-{uuid.uuid4().hex}")
+    except StorageError as exc:
+        report.add(
+            f"{container} tier changes",
+            FAIL,
+            f"the credential may not write blobs in {container}, so it cannot set tiers ({exc})",
+            hint=_role_hint(settings, account) if _refused(exc) else None,
+            container=container,
+        )
+    else:
+        report.add(
+            f"{container} tier changes",
+            OK,
+            "the credential may write blobs here (asked on a condition no blob meets: nothing written)",
+            container=container,
+        )
+
+    if plan is not None:
+        _report_cool_trap(trap, container, settings, prices, report)
+        _report_unfinished(plan, container, now, report)
+
+
+def _scan(
+    store: BlobStore,
+    container: str,
+    settings: Settings,
+    prices: dict | None,
+    account_kind: str | None,
+    now: datetime,
+) -> tuple[Plan, _CoolTrap]:
+    """One streamed listing: the sweep's planner (sets, unfinished sets) and the explicit-Cool count."""
+    planner = Planner(container, settings.policy, **settings.name_prefixes)
+    trap = _CoolTrap()
+    cool_has_minimum = account_kind != "BlobStorage"  # no Cool minimum on legacy Blob Storage
+    for item in store.list_blobs(container):
+        planner.feed(item)
+        if item.tier != "Cool" or item.tier_inferred:
+            continue
+        name = names.parse(item.name)
+        if name.kind is not Kind.VOLUME:
+            continue
+        decision = policy.decide(name, item.tier, item.archive_status, settings.policy)
+        if not decision.move:
+            continue  # volumes already bound for Cool: no trap
+        trap.count += 1
+        trap.bytes += item.size
+        if prices and cool_has_minimum:
+            since = item.tier_change_time or item.creation_time
+            trap.charge += costs.early_deletion(item.size, "Cool", since, now, prices)
+        if len(trap.examples) < MAX_EXAMPLES:
+            trap.examples.append(item.name)
+    return planner.finish(), trap
+
+
+def _report_cool_trap(
+    trap: _CoolTrap, container: str, settings: Settings, prices: dict | None, report: Report
+) -> None:
+    target = settings.policy.volume_tier
+    if not trap.count:
+        report.add(
+            f"{container} explicit Cool",
+            OK,
+            "no volume uploaded as explicit Cool (duplicity's --azure-blob-tier Cool)",
+            container=container,
+        )
+        return
+    currency = prices.get("currency", "") if prices else ""
+    charge = (
+        f"; moving them to {target} now pays Cool's early-deletion charge, about "
+        f"{_money(trap.charge, currency)}"
+        if prices
+        else ""
+    )
+    report.add(
+        f"{container} explicit Cool",
+        WARN,
+        f"{trap.count} volume(s), {_size(trap.bytes)}, were uploaded as explicit Cool "
+        f"(duplicity's --azure-blob-tier Cool){charge}",
+        hint=(
+            "drop --azure-blob-tier from duplicity's command line: volumes uploaded Hot (the "
+            f"account default) go to {target} with no early-deletion charge"
+        ),
+        container=container,
+        details={
+            "volumes": trap.count,
+            "bytes": trap.bytes,
+            "charge": trap.charge,
+            "currency": currency,
+            "examples": trap.examples,
+        },
+    )
+
+
+def _report_unfinished(plan: Plan, container: str, now: datetime, report: Report) -> None:
+    old = [u for u in plan.unfinished if u.newest and now - u.newest > ABANDONED_AFTER]
+    recent = len(plan.unfinished) - len(old)
+    if not old:
+        running = f"; {recent} younger than a day (a backup may be running)" if recent else ""
+        report.add(
+            f"{container} unfinished sets",
+            OK,
+            f"no unfinished set older than a day{running}",
+            container=container,
+        )
+        return
+    for u in old:
+        report.add(
+            f"{container} unfinished sets",
+            WARN,
+            f"set {u.label} has {u.volumes} volume(s), {_size(u.bytes)}, and no manifest; its "
+            f"newest volume is {u.age_days(now):.1f} days old: an abandoned backup, still billed",
+            hint=(
+                f"duplicity cleanup azure://{container} lists what duplicity would delete; "
+                "add --force to delete it"
+            ),
+            container=container,
+            details={
+                "set": u.label,
+                "volumes": u.volumes,
+                "bytes": u.bytes,
+                "age_days": round(u.age_days(now), 2),
+            },
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _money(value: float, currency: str) -> str:
+    return f"{value:,.2f} {currency}" if value >= 0.01 or value == 0 else f"<0.01 {currency}"

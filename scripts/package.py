@@ -138,6 +138,14 @@ def write_zip(entries: list[tuple[str, Path]], out: Path) -> None:
     partial.replace(out)
 
 
+def is_up_to_date(out: Path, root: Path = ROOT) -> bool:
+    """True when `out` exists and is newer than every file that goes into it from the checkout."""
+    if not out.is_file():
+        return False
+    newest = max(path.stat().st_mtime for _, path in app_sources(root))
+    return out.stat().st_mtime > newest
+
+
 def build(
     out: Path = DEFAULT_OUT,
     *,
@@ -165,7 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refresh", action="store_true", help="reinstall the dependencies instead of the cache"
     )
+    parser.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="keep an existing package newer than every app file and requirements.txt",
+    )
     args = parser.parse_args(argv)
+    if args.if_stale and is_up_to_date(args.out):
+        print(f"{args.out} is up to date")
+        return 0
     try:
         out = build(args.out, refresh=args.refresh)
     except PackageError as exc:

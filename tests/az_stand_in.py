@@ -129,6 +129,8 @@ def answer(argv: list[str], state: dict) -> tuple[int, str, str]:
         state["subscription"] = False
         return 0, "", ""
     if starts("eventgrid", "system-topic", "show"):
+        if "tags" in argv:  # the existing topic's tags, as JSON
+            return 0, json.dumps(state.get("topic_tags")) + "\n", ""
         return 0, f"{state.get('topic_owner', '')}\n", ""
     if starts("eventgrid", "system-topic", "delete"):
         return 0, "", ""

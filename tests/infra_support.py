@@ -236,6 +236,7 @@ class Evaluator:
             "add": lambda self, a, b: a + b,
             "length": lambda self, v: len(v),
             "createarray": lambda self, *v: list(v),
+            "createobject": lambda self, *v: dict(zip(v[0::2], v[1::2])),
             "split": lambda self, s, sep: s.split(sep),
             "trim": lambda self, s: s.strip(),
             "tolower": lambda self, s: s.lower(),

@@ -282,22 +282,43 @@ def test_running_again_updates_in_place(deploy):
     assert names == {"retier"}  # one deployment, updated in place
 
 
-def test_an_existing_system_topic_on_the_account_is_reused(deploy):
-    topic_id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups/providers/microsoft.storage/storageaccounts/MYBACKUPS"
+def test_an_existing_system_topic_on_the_account_is_reused_with_its_tags(deploy):
+    topic_id = (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
+        "/providers/microsoft.storage/storageaccounts/MYBACKUPS"
+    )
     run = deploy(
         *ARGS,
         topics=[
-            ["other-topic", "rg-x", "/subscriptions/x/other"],
-            ["defender-topic", "rg-backups", topic_id],
+            ["other-topic", "rg-x", "/subscriptions/x/other", "SystemAssigned"],
+            ["defender-topic", "rg-backups", topic_id, ""],
         ],
+        topic_tags={"owner": "security-team"},
     )
     assert run.code == 0, run.err
-    assert {d["existingSystemTopicName"] for d in run.state["deployments"]} == {"defender-topic"}
+    names = {d["existingSystemTopicName"] for d in run.state["deployments"]}
+    tags = [d["existingSystemTopicTags"] for d in run.state["deployments"]]
+    assert names == {"defender-topic"}
+    assert tags == [{"owner": "security-team"}] * 2
+
+
+def test_a_system_topic_with_a_user_assigned_identity_is_left_alone(deploy):
+    topic_id = (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
+        "/providers/Microsoft.Storage/storageAccounts/mybackups"
+    )
+    run = deploy(*ARGS, topics=[["t", "rg-backups", topic_id, "SystemAssigned, UserAssigned"]])
+    assert run.code == 1
+    assert "has a user-assigned identity" in run.err
+    assert "deployment group create" not in run.commands
 
 
 def test_a_system_topic_in_another_group_is_explained(deploy):
-    topic_id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups/providers/Microsoft.Storage/storageAccounts/mybackups"
-    run = deploy(*ARGS, topics=[["t", "rg-elsewhere", topic_id]])
+    topic_id = (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
+        "/providers/Microsoft.Storage/storageAccounts/mybackups"
+    )
+    run = deploy(*ARGS, topics=[["t", "rg-elsewhere", topic_id, ""]])
     assert run.code == 1
     assert "--backup-resource-group rg-elsewhere" in run.err
 

@@ -92,9 +92,9 @@ def test_plan_is_flex_consumption_fc1_on_linux():
 
 def test_function_app_runs_the_python_version_the_package_is_built_for():
     runtime = one("Microsoft.Web/sites")["properties"]["functionAppConfig"]["runtime"]
-    package_script = (ROOT / "scripts" / "package").read_text()
+    package_script = (ROOT / "scripts" / "package.py").read_text()
     assert runtime == {"name": "python", "version": "3.11"}
-    assert 'PYTHON_VERSION="3.11"' in package_script
+    assert 'PYTHON_VERSION = "3.11"' in package_script
 
 
 def test_function_app_is_https_only_tls_1_2_no_ftp():
@@ -294,6 +294,18 @@ def test_system_topic_is_on_the_backup_account_in_its_region_with_its_own_identi
     assert inner_value(backup_side, "accountLocation") == (
         "[reference(variables('backupAccountId'), '2024-01-01', 'Full').location]"
     )
+
+
+def test_a_topic_retier_creates_is_tagged_and_an_existing_ones_tags_are_kept():
+    backup_side = nested("backupSideDeploymentName")
+    tags = inner_value(backup_side, "systemTopicTags")
+    app = evaluate("[variables('appName')]")
+    assert evaluate(tags) == {"retier-app": app}
+    kept = {"owner": "security-team"}
+    reused = {"existingSystemTopicName": "defender-topic", "existingSystemTopicTags": kept}
+    assert evaluate(tags, **reused) == kept
+    assert evaluate("[variables('systemTopicName')]", **reused) == "defender-topic"
+    assert one("Microsoft.EventGrid/systemTopics")["tags"] == "[parameters('systemTopicTags')]"
 
 
 def test_subscription_is_named_as_agreed_and_delivers_blob_created_to_the_event_function():

@@ -69,11 +69,13 @@ def answer(argv: list[str], state: dict) -> tuple[int, str, str]:
     if starts("resource", "list"):
         return 0, "".join(f"{n}\n" for n in state.get("retier_rg_accounts", [])), ""
     if starts("storage", "account", "show"):
-        return (
-            0,
-            f"{account_id(state)}\nwesteurope\nhttps://{state['account']}.blob.core.windows.net/\n",
-            "",
-        )
+        # As a tab-separated row (`account show` answers one value a line): the script reads both.
+        row = [
+            account_id(state),
+            "westeurope",
+            f"https://{state['account']}.blob.core.windows.net/",
+        ]
+        return 0, "\t".join(row) + "\n", ""
     if starts("eventgrid", "system-topic", "list"):
         return 0, "".join("\t".join(t) + "\n" for t in state.get("topics", [])), ""
     if starts("group", "show"):

@@ -321,3 +321,36 @@ def set_key(
     return manifest_listing_prefix(
         obj, manifest_prefix=manifest_prefix, archive_prefix=archive_prefix
     ), obj.set_id
+
+
+# Event Grid's advanced filter compares text, so the endings it needs are read off the grammar
+# itself: the literal word after each form's last field ("\.manifest", "\.m", ...) followed by
+# each suffix that form allows. Prefixes (--file-prefix, --file-prefix-manifest, folders) come
+# before the name, so one set of endings holds for every prefix.
+_ESCAPED_DOT_WORD = re.compile(r"\\(\.[0-9a-z]+)")
+
+
+def _form_endings(form: _Form) -> list[str]:
+    source = form.regex.pattern
+    token, suffix_group = source.split("(?P<suffix>", 1)
+    word = token[token.rindex(")") + 1 :]
+    if not re.fullmatch(r"(\\\.[0-9a-z]+)+", word):
+        raise AssertionError(f"unexpected grammar token end {word!r}")
+    word = word.replace("\\", "")
+    return [word + s for s in ("", *_ESCAPED_DOT_WORD.findall(suffix_group))]
+
+
+def event_filter_suffixes(*, metadata: bool = False) -> tuple[str, ...]:
+    """The blob-name endings an Event Grid subscription must deliver (StringEndsWith on subject).
+
+    By default only manifests, encrypted, compressed or plain, long or legacy short names: a
+    manifest's event tiers its whole set, so volume events need not fire the function at all.
+    With `metadata` (RETIER_METADATA_TIER set) also signatures, jsonstat and par2 files, whose
+    own events move them to the metadata tier. Sorted, no duplicates; Event Grid compares them
+    case-insensitively, and no volume name ends with any of the default ones.
+    """
+    kinds = {Kind.MANIFEST} | ({Kind.SIGNATURES, Kind.JSONSTAT} if metadata else set())
+    endings = {e for form in _FORMS if form.kind in kinds for e in _form_endings(form)}
+    if metadata:
+        endings.add(".par2")
+    return tuple(sorted(endings))

@@ -37,6 +37,27 @@ bootstrap() {
     [ -x "$AZURITE_BIN" ] || die "Azurite is missing after install: $AZURITE_BIN"
     "$PY" -c "import duplicity, azure.storage.blob, azure.functions" || die "Python packages are missing after install"
     "$VENV/bin/duplicity" --version >/dev/null || die "duplicity does not run"
+    install_checkov
+}
+
+# --- checkov (tests/test_infra.py::test_checkov_passes) ---------------------------------------
+# Its own venv: checkov pins many packages that would clash with ours. Pinned; a missing or
+# different version is reinstalled, and the test fails (never skips) if it is still missing.
+CHECKOV_VERSION="3.3.30"
+CHECKOV_VENV="$TOOLS/checkov"
+checkov_installed() {
+    # The dist-info directory, not `checkov --version` (2 s of imports).
+    compgen -G "$CHECKOV_VENV/lib/python3*/site-packages/checkov-$CHECKOV_VERSION.dist-info" >/dev/null \
+        && [ -x "$CHECKOV_VENV/bin/checkov" ]
+}
+install_checkov() {
+    if ! checkov_installed; then
+        log "installing checkov==$CHECKOV_VERSION into .tools/checkov"
+        python3 -m venv "$CHECKOV_VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
+        "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "checkov==$CHECKOV_VERSION" >&2 || die "pip install checkov==$CHECKOV_VERSION failed"
+    fi
+    checkov_installed || die "checkov $CHECKOV_VERSION is missing after install: $CHECKOV_VENV"
 }
 
 free_port() {

@@ -303,13 +303,13 @@ class RetierService:
         logger.log(
             level,
             "event %s %s/%s kind=%s status=%s moved=%d reason=%s",
-            outcome.event_id,
+            _printable(outcome.event_id),
             outcome.container,
-            outcome.blob,
+            _printable(outcome.blob),
             outcome.kind,
             outcome.status,
             len(outcome.moved),
-            outcome.reason,
+            _printable(outcome.reason),
         )
         return outcome
 
@@ -317,3 +317,16 @@ class RetierService:
 def _event_id(event: object) -> str | None:
     value = event.get("id") if isinstance(event, Mapping) else None
     return value if isinstance(value, str) else None
+
+
+_LOG_LIMIT = 300
+
+
+def _printable(text: str | None) -> str | None:
+    """`text` for one log line: whoever can post an event chooses its id (and, within Azure's
+    rules, a blob's name), so line breaks and other control or separator characters are escaped
+    (no forged log lines) and the length is capped."""
+    if text is None or (text.isprintable() and len(text) <= _LOG_LIMIT):
+        return text
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:_LOG_LIMIT])
+    return shown + ("…" if len(text) > _LOG_LIMIT else "")

@@ -373,6 +373,7 @@ class RehydrateResult:
     already_online: int = 0
     already_rehydrating: int = 0
     pinned: int = 0  # online, never-tiered volumes given an explicit tier so the hold guards them
+    unpinned: list[str] = field(default_factory=list)  # ... and those whose pin was refused
     failures: list[dict] = field(default_factory=list)
     plan: RestorePlan | None = None  # the plan as re-read under the hold
 
@@ -408,11 +409,17 @@ def rehydrate(
         if v.tier_inferred and v.tier == "Hot" and v.par2 != "index"
     ]
     for r in store.set_tier(plan.container, pin, "Hot") if pin else []:
+        # Best effort: the pin only closes a window (a late event); the restore needs nothing more.
         if r.outcome == OK:
             result.pinned += 1
         else:
-            result.failures.append(
-                {"name": r.name, "outcome": r.outcome, "status": r.status, "code": r.code}
+            result.unpinned.append(r.name)
+            logger.warning(
+                "%s: could not pin %s Hot (HTTP %s %s): a late event may archive it",
+                plan.container,
+                r.name,
+                r.status,
+                r.code or "",
             )
     archived = [v.name for v in states["archived"]]
     for r in (

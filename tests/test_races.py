@@ -242,3 +242,31 @@ def test_a_backup_finishing_during_a_restore_is_tiered_and_the_restored_volumes_
     got = tiers(client)
     assert {n: got[n] for n in NEW} == {n: "Archive" for n in NEW}
     assert {n: got[n] for n in FULL + INC} == {n: "Hot" for n in FULL + INC}
+
+
+class SameTierRefusedStandIn(BlobStore):
+    """Real Azurite, but a Set Blob Tier Hot without a rehydrate priority (the pin) is answered
+    409, as Azure might answer a blob already Hot: whether it does is not documented."""
+
+    def set_tier(self, container, names, tier, **kwargs):
+        from retier.storage import FAILED, TierResult
+
+        if tier == "Hot" and not kwargs.get("rehydrate_priority"):
+            return [TierResult(n, tier, FAILED, 409, "InvalidBlobTier") for n in names]
+        return super().set_tier(container, names, tier, **kwargs)
+
+
+def test_a_refused_pin_is_reported_and_does_not_fail_the_rehydration(
+    blob_service, container, env, azurite_connection_string
+):
+    client = blob_service.get_container_client(container)
+    for name in FULL + FULL_META + INC + INC_META:
+        client.upload_blob(name, b"v")
+    settings = load_settings(env)
+    store = BlobStore.from_connection(settings.connection)
+    RetierService(settings, store).handle_event(event_for(store, container, FULL_META[0]))
+    refusing = SameTierRefusedStandIn(connect(settings.connection))
+    result = rehydrate(refusing, plan_restore(store, container, settings), to="Hot")
+    assert (result.requested, result.pinned, result.failures) == (len(FULL), 0, [])
+    assert sorted(result.unpinned) == sorted(INC)
+    assert set(tiers(client).values()) == {"Hot"}

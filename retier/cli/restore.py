@@ -166,6 +166,11 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
             f"  {result.pinned} online volumes had never been tiered: set to Hot explicitly, "
             "so the restore hold keeps them online"
         )
+    if result.unpinned:
+        print(
+            f"  {len(result.unpinned)} online volumes had never been tiered and could not be set to Hot "
+            "explicitly: a late event may still archive them; `retier status` would show it"
+        )
     for f in result.failures:
         print(f"  failed: {f['name']}: {f['outcome']} HTTP {f['status']} {f['code'] or ''}")
     print(

@@ -39,7 +39,10 @@ from typing import Any
 #   with the shortest prefix wins.
 # * par2 files are "<object>.par2" and "<object>.vol<digits and +>.par2"
 #   (par2backend.py deletes exactly "<object>(\.vol[\d+]*)?\.par2" with its
-#   object; par2cmdline writes ".vol00+01.par2").
+#   object; par2cmdline writes ".vol00+01.par2"). They are told apart because
+#   duplicity reads them differently: the small index "<object>.par2" right after
+#   every object it downloads, the recovery blocks ".vol…par2" only to repair an
+#   object that fails verification (par2backend.py, get()).
 
 _TIME = r"[0-9]{8}T[0-9]{6}Z"
 _NUMBER = r"[1-9][0-9]*"
@@ -122,6 +125,22 @@ class DuplicityName:
     compressed: bool
     short: bool
     par2: bool
+    par2_recovery: bool = False  # ".vol…par2" recovery blocks; False for the "<object>.par2" index
+
+    @property
+    def par2_index(self) -> bool:
+        """True for "<object>.par2", which duplicity's par2 wrapper reads with every object it downloads."""
+        return self.par2 and not self.par2_recovery
+
+    @property
+    def par2_of(self) -> str | None:
+        """The name of the object a par2 file protects (None when this is not a par2 file)."""
+        if not self.par2:
+            return None
+        obj_name = self.name[: -len(".par2")]
+        if self.par2_recovery:
+            obj_name = obj_name[: _PAR2_VOLUME_TAIL.search(obj_name).start()]
+        return obj_name
 
     @property
     def is_metadata(self) -> bool:
@@ -158,6 +177,7 @@ class DuplicityName:
             "compressed": self.compressed,
             "short": self.short,
             "par2": self.par2,
+            "par2_recovery": self.par2_recovery,
         }
 
 
@@ -190,12 +210,12 @@ def parse(name: str) -> DuplicityName:
     if not name or _FORBIDDEN_CHARACTER.search(name):
         return _unknown(name)
 
-    obj_name, par2 = name, False
+    obj_name, par2, recovery = name, False, False
     if name.endswith(".par2"):
         obj_name, par2 = name[: -len(".par2")], True
         tail = _PAR2_VOLUME_TAIL.search(obj_name)
         if tail:
-            obj_name = obj_name[: tail.start()]
+            obj_name, recovery = obj_name[: tail.start()], True
 
     best: tuple[_Form, re.Match[str]] | None = None
     for form in _FORMS:
@@ -226,6 +246,7 @@ def parse(name: str) -> DuplicityName:
         compressed=suffix in _COMPRESSED_SUFFIXES,
         short=form.short,
         par2=par2,
+        par2_recovery=recovery,
     )
 
 

@@ -39,6 +39,19 @@ def is_colder(tier: str, than: str) -> bool:
     return _RANK[tier] > _RANK[than]
 
 
+def tier_was_set(tier_inferred: bool) -> bool:
+    """Whether a blob's tier may ever have been set, by retier, a person, or a restore.
+
+    A blob whose tier is still inferred from the account's default has never been given one
+    (Azure: `x-ms-access-tier-inferred: true`), so it cannot be a blob a restore rehydrated:
+    rehydration is a Set Blob Tier, which makes the tier explicit. Only a blob whose tier was set
+    needs the restore hold checked before it moves. (Azure omits `x-ms-access-tier-change-time`
+    for such a blob too, but Azurite reports one, equal to its creation time; both report the
+    inferred flag, so that is what is relied on. Unknown counts as set.)
+    """
+    return not tier_inferred
+
+
 @dataclass(frozen=True)
 class Policy:
     """Target tiers: volumes always go to `volume_tier`; metadata only if `metadata_tier` is set."""
@@ -67,6 +80,10 @@ class Policy:
 
     def target(self, name: DuplicityName) -> str | None:
         """The tier this object belongs in, or None when it is to be left as it is."""
+        if name.kind is not Kind.UNKNOWN and name.par2_index:
+            # duplicity's par2 wrapper downloads "<object>.par2" right after every object it
+            # reads, and a restore fails on an archived one: an index is read like metadata.
+            return self.metadata_tier
         if name.kind is Kind.VOLUME:
             return self.volume_tier
         if name.kind in (Kind.MANIFEST, Kind.SIGNATURES, Kind.JSONSTAT):
@@ -106,7 +123,9 @@ def decide(
         return keep("not a duplicity object")
     target = policy.target(name)
     if target is None:
-        return keep("metadata stays as uploaded")
+        return keep(
+            "par2 index stays as uploaded" if name.par2_index else "metadata stays as uploaded"
+        )
     if archive_status:
         # Set Blob Tier on a rehydrating blob is refused or changes the rehydration target.
         return keep(f"rehydrating ({archive_status})", target)

@@ -6,7 +6,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from retier import costs, names
@@ -159,11 +159,15 @@ def chain_at(chains: list[Chain], at: datetime) -> Chain:
 # -- plan ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Volume:
+    """A blob the restore reads: a volume, or a par2 file of one (`par2` says which kind)."""
+
     name: str
     size: int
     tier: str | None
     archive_status: str | None
     archived_since: datetime | None
+    tier_inferred: bool = False  # never tiered: the restore hold does not guard it (see rehydrate)
+    par2: str | None = None  # None for a volume; "index" or "recovery" for its par2 files
 
     @property
     def state(self) -> str:
@@ -174,13 +178,15 @@ class Volume:
         return "online"
 
     @classmethod
-    def from_item(cls, item: BlobItem) -> Volume:
+    def from_item(cls, item: BlobItem, par2: str | None = None) -> Volume:
         return cls(
             item.name,
             item.size,
             item.tier,
             item.archive_status,
             item.tier_change_time or item.creation_time or item.last_modified,
+            item.tier_inferred,
+            par2,
         )
 
 
@@ -193,6 +199,9 @@ class RestorePlan:
     volumes: list[Volume]
     partial: bool = False  # True when limited to the volumes duplicity listed for a partial restore
     listing_prefixes: list[str] = field(default_factory=list)  # one per set: re-read tiers cheaply
+    # par2 recovery blocks of the planned volumes that are not in `volumes` (no --with-par2):
+    # duplicity reads them only to repair a volume that fails its par2 check.
+    recovery_left_out: list[Volume] = field(default_factory=list)
 
     def by_state(self) -> dict[str, list[Volume]]:
         out: dict[str, list[Volume]] = {"online": [], "rehydrating": [], "archived": []}
@@ -204,6 +213,17 @@ class RestorePlan:
         self, priority: str, prices: dict, now: datetime | None = None
     ) -> costs.RehydrationEstimate:
         archived = [(v.size, v.archived_since) for v in self.by_state()["archived"]]
+        return costs.rehydration_estimate(
+            archived, priority, now or datetime.now(timezone.utc), prices
+        )
+
+    def recovery_estimate(
+        self, priority: str, prices: dict, now: datetime | None = None
+    ) -> costs.RehydrationEstimate:
+        """What adding the left-out par2 recovery blocks (--with-par2) would cost."""
+        archived = [
+            (v.size, v.archived_since) for v in self.recovery_left_out if v.tier == "Archive"
+        ]
         return costs.rehydration_estimate(
             archived, priority, now or datetime.now(timezone.utc), prices
         )
@@ -223,11 +243,17 @@ class RestorePlan:
                     "tier": v.tier,
                     "archive_status": v.archive_status,
                     "state": v.state,
+                    "par2": v.par2,
                 }
                 for v in self.volumes
             ],
             "counts": {state: len(vs) for state, vs in states.items()},
             "bytes_to_rehydrate": sum(v.size for v in states["archived"]),
+            "par2_recovery_left_out": {
+                "blobs": len(self.recovery_left_out),
+                "bytes": sum(v.size for v in self.recovery_left_out),
+                "archived": sum(v.tier == "Archive" for v in self.recovery_left_out),
+            },
         }
         if prices is not None:
             out["estimates"] = {p: self.estimate(p, prices).to_dict() for p in ("Standard", "High")}
@@ -267,8 +293,15 @@ def plan_restore(
     at: datetime | None = None,
     volume_names: list[str] | None = None,
     prefix: str | None = None,
+    with_par2: bool = False,
 ) -> RestorePlan:
-    """The chain duplicity restores from as of `at` (default: latest), and every volume it needs."""
+    """The chain duplicity restores from as of `at` (default: latest), and every blob it reads.
+
+    That is each volume, and for a backup made with duplicity's par2+ wrapper each volume's
+    "<volume>.par2" index, which the wrapper downloads right after the volume. The recovery blocks
+    ("<volume>.volNN+MM.par2") are read only to repair a volume that fails its par2 check: they are
+    planned with `with_par2`, and otherwise listed in `recovery_left_out`.
+    """
     at = at or datetime.now(timezone.utc)
     mapping = settings.name_prefixes
     manifests: dict[str, list[DuplicityName]] = {}
@@ -292,13 +325,19 @@ def plan_restore(
     chain = chain_at(build_chains(group), at)
     sets = chain.sets_at(at)
     volumes: list[Volume] = []
+    par2_files: dict[str, list[Volume]] = {}  # by the volume they protect
     listing_prefixes = [names.volume_listing_prefix(s.manifest, **mapping) for s in sets]
     for s, listing_prefix in zip(sets, listing_prefixes, strict=True):
         key = names.set_key(s.manifest, **mapping)
         for item in store.list_blobs(container, listing_prefix):
             v = names.parse(item.name)
-            if v.kind is Kind.VOLUME and not v.par2 and names.set_key(v, **mapping) == key:
+            if v.kind is not Kind.VOLUME or names.set_key(v, **mapping) != key:
+                continue
+            if not v.par2:
                 volumes.append(Volume.from_item(item))
+            else:
+                kind = "recovery" if v.par2_recovery else "index"
+                par2_files.setdefault(v.par2_of, []).append(Volume.from_item(item, kind))
     partial = False
     if volume_names is not None:
         wanted = set(volume_names)
@@ -310,9 +349,15 @@ def plan_restore(
             )
         volumes = [v for v in volumes if v.name in wanted]
         partial = True
+    needed: list[Volume] = []
+    left_out: list[Volume] = []
+    for v in volumes:
+        needed.append(v)
+        for p in par2_files.get(v.name, []):
+            (needed if p.par2 == "index" or with_par2 else left_out).append(p)
     label = f"{chain.full.label} .. {sets[-1].label}"
     return RestorePlan(
-        container, at, label, [s.label for s in sets], volumes, partial, listing_prefixes
+        container, at, label, [s.label for s in sets], needed, partial, listing_prefixes, left_out
     )
 
 
@@ -327,18 +372,55 @@ class RehydrateResult:
     requested: int = 0
     already_online: int = 0
     already_rehydrating: int = 0
+    pinned: int = 0  # online, never-tiered volumes given an explicit tier so the hold guards them
+    unpinned: list[str] = field(default_factory=list)  # ... and those whose pin was refused
     failures: list[dict] = field(default_factory=list)
+    plan: RestorePlan | None = None  # the plan as re-read under the hold
 
 
 def rehydrate(
     store: BlobStore, plan: RestorePlan, *, to: str = "Hot", priority: str = "Standard"
 ) -> RehydrateResult:
-    """Hold the container first, then Set Blob Tier in place (batched) on the archived volumes."""
+    """Hold the container, re-read the plan's tiers, pin what the hold cannot guard, then Set Blob
+    Tier in place (batched) on the archived blobs. The result carries the plan as re-read.
+
+    Order matters against the event handler and the sweep, which run meanwhile:
+
+    1. The hold first: anything that lists a blob after this and finds it rehydrated (its tier
+       set) reads the hold after its listing, and leaves the blob alone.
+    2. The plan is re-read after the hold: a volume archived between planning and holding (a late
+       event) is then rehydrated too instead of being counted online.
+    3. A needed volume still Hot with its tier never set (its set's event is not handled yet:
+       late, or given up on) is not guarded by the hold, which only guards blobs whose tier was set
+       (retier.policy.tier_was_set). It gets an explicit Hot tier, so a late event leaves it
+       alone. Only inferred Hot: an explicit Cool would start Cool's 30-day minimum.
+    """
     store.set_hold(plan.container, hold_note(to, priority))
+    plan = refresh(store, plan)
     states = plan.by_state()
     result = RehydrateResult(
-        already_online=len(states["online"]), already_rehydrating=len(states["rehydrating"])
+        already_online=len(states["online"]),
+        already_rehydrating=len(states["rehydrating"]),
+        plan=plan,
     )
+    pin = [
+        v.name
+        for v in states["online"]
+        if v.tier_inferred and v.tier == "Hot" and v.par2 != "index"
+    ]
+    for r in store.set_tier(plan.container, pin, "Hot") if pin else []:
+        # Best effort: the pin only closes a window (a late event); the restore needs nothing more.
+        if r.outcome == OK:
+            result.pinned += 1
+        else:
+            result.unpinned.append(r.name)
+            logger.warning(
+                "%s: could not pin %s Hot (HTTP %s %s): a late event may archive it",
+                plan.container,
+                r.name,
+                r.status,
+                r.code or "",
+            )
     archived = [v.name for v in states["archived"]]
     for r in (
         store.set_tier(plan.container, archived, to, rehydrate_priority=priority)
@@ -352,12 +434,14 @@ def rehydrate(
                 {"name": r.name, "outcome": r.outcome, "status": r.status, "code": r.code}
             )
     logger.info(
-        "rehydrate %s: %d requested to %s (%s), %d already online, %d already rehydrating, %d failed",
+        "rehydrate %s: %d requested to %s (%s), %d already online (%d pinned Hot), "
+        "%d already rehydrating, %d failed",
         plan.container,
         result.requested,
         to,
         priority,
         result.already_online,
+        result.pinned,
         result.already_rehydrating,
         len(result.failures),
     )
@@ -366,15 +450,16 @@ def rehydrate(
 
 def refresh(store: BlobStore, plan: RestorePlan) -> RestorePlan:
     """The same volumes with their current tiers (one listing per set)."""
-    wanted = {v.name for v in plan.volumes}
+    known = {v.name: v for v in plan.volumes + plan.recovery_left_out}
     current: dict[str, Volume] = {}
     for prefix in plan.listing_prefixes:
         for item in store.list_blobs(plan.container, prefix):
-            if item.name in wanted:
-                current[item.name] = Volume.from_item(item)
-    volumes = [current.get(v.name, v) for v in plan.volumes]
-    return RestorePlan(
-        plan.container, plan.at, plan.chain, plan.sets, volumes, plan.partial, plan.listing_prefixes
+            if item.name in known:
+                current[item.name] = Volume.from_item(item, known[item.name].par2)
+    return replace(
+        plan,
+        volumes=[current.get(v.name, v) for v in plan.volumes],
+        recovery_left_out=[current.get(v.name, v) for v in plan.recovery_left_out],
     )
 
 

@@ -223,24 +223,40 @@ class RetierService:
     ) -> None:
         by_target: dict[str, list[str]] = defaultdict(list)
         index: dict[str, int] = {}
+        guarded: list[str] = []  # moves of blobs whose tier was set before: the hold guards them
         for name, item in blobs:
             decision = policy.decide(name, item.tier, item.archive_status, self.settings.policy)
             if decision.move:
                 index[name.name] = len(outcome.decisions)
                 by_target[decision.target].append(name.name)
+                if policy.tier_was_set(item.tier_inferred):
+                    guarded.append(name.name)
             outcome.decisions.append(decision)
-        # The hold is read only when there is something to move: most events cost no extra request.
-        hold = self.store.get_hold(container) if by_target else None
+        # The restore hold keeps rehydrated volumes from going back to Archive, and only a blob
+        # whose tier was set can be one: a new set's volumes (the common case) need no hold read,
+        # so a one-volume set costs one listing and one Set Blob Tier. The hold is read after the
+        # listing: a rehydration the listing saw had set the hold before it began, so it is seen.
+        hold = self.store.get_hold(container) if guarded else None
         if hold is not None:
-            for i in index.values():
+            for blob in guarded:
+                i = index.pop(blob)
                 outcome.decisions[i] = replace(
                     outcome.decisions[i], move=False, reason="container on restore hold"
                 )
-            outcome.status, outcome.reason = (
-                IGNORED,
-                f"container on restore hold ({hold}); nothing moved",
+            by_target = {
+                target: kept
+                for target, blob_names in by_target.items()
+                if (kept := [n for n in blob_names if n in index])
+            }
+            if not by_target:
+                outcome.status, outcome.reason = (
+                    IGNORED,
+                    f"container on restore hold ({hold}); nothing moved",
+                )
+                return
+            outcome.reason = (
+                f"container on restore hold ({hold}); only blobs never tiered before were moved"
             )
-            return
         for target, blob_names in by_target.items():
             for result in self.store.set_tier(container, blob_names, target):
                 decision = outcome.decisions[index[result.name]]
@@ -287,13 +303,13 @@ class RetierService:
         logger.log(
             level,
             "event %s %s/%s kind=%s status=%s moved=%d reason=%s",
-            outcome.event_id,
+            _printable(outcome.event_id),
             outcome.container,
-            outcome.blob,
+            _printable(outcome.blob),
             outcome.kind,
             outcome.status,
             len(outcome.moved),
-            outcome.reason,
+            _printable(outcome.reason),
         )
         return outcome
 
@@ -301,3 +317,16 @@ class RetierService:
 def _event_id(event: object) -> str | None:
     value = event.get("id") if isinstance(event, Mapping) else None
     return value if isinstance(value, str) else None
+
+
+_LOG_LIMIT = 300
+
+
+def _printable(text: str | None) -> str | None:
+    """`text` for one log line: whoever can post an event chooses its id (and, within Azure's
+    rules, a blob's name), so line breaks and other control or separator characters are escaped
+    (no forged log lines) and the length is capped."""
+    if text is None or (text.isprintable() and len(text) <= _LOG_LIMIT):
+        return text
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:_LOG_LIMIT])
+    return shown + ("…" if len(text) > _LOG_LIMIT else "")

@@ -58,6 +58,7 @@ class Move:
     since: datetime | None = (
         None  # when the blob reached its current tier (for early-deletion charges)
     )
+    tier_set: bool = False  # its tier was set before: it may be a rehydrated one (hold re-check)
 
 
 @dataclass
@@ -173,6 +174,7 @@ class Planner:
             decision.target,
             item.size,
             item.tier_change_time or item.creation_time,
+            tier_set=policy.tier_was_set(item.tier_inferred),
         )
 
     def feed(self, item: BlobItem) -> Move | None:
@@ -290,6 +292,7 @@ class BatchApplier:
         )  # back-pressure on the listing
         self._lock = threading.Lock()
         self._futures: set[Future] = set()
+        self._held: str | None = None  # set once a batch found the container on restore hold
 
     def add(self, move: Move, final: bool = False) -> None:
         """Queue a move; a full batch for its target tier goes out at once. Only the sweeping thread calls this."""
@@ -312,8 +315,33 @@ class BatchApplier:
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
 
+    def _held_now(self, chunk: list[Move]) -> str | None:
+        """Why `chunk` must not be sent: the container went on restore hold since the sweep began.
+
+        The sweep read the hold before its listing, which may run for minutes; a restore can start
+        meanwhile, and the listing then sees its rehydrated volumes online. Such a volume had its
+        tier set, and the rehydration set the hold before it began: reading the hold again after the
+        listing saw the volume, right before the batch that would move it, sees that hold. Batches
+        of volumes never tiered before (a rehydrated one is not among them) skip the read.
+        """
+        if self._held is None and any(m.tier_set for m in chunk):
+            held = self.store.get_hold(self.container)
+            if held:
+                with self._lock:
+                    self._held = self._held or held
+        if self._held is None:
+            return None
+        return f"container went on restore hold during the sweep ({self._held})"
+
     def _send(self, chunk: list[Move], final: bool) -> None:
         try:
+            held = self._held_now(chunk)
+            if held:
+                logger.warning(
+                    "%s: %s; %d tier change(s) not sent", self.container, held, len(chunk)
+                )
+                self._record_failures(chunk, "held", None, None, held)
+                return
             results = self.store.set_tier(self.container, [m.name for m in chunk], chunk[0].target)
         except StorageError as exc:
             if exc.transient and not final and _worth_retrying(exc.status):

@@ -37,7 +37,12 @@ bootstrap() {
     [ -x "$AZURITE_BIN" ] || die "Azurite is missing after install: $AZURITE_BIN"
     "$PY" -c "import duplicity, azure.storage.blob, azure.functions" || die "Python packages are missing after install"
     "$VENV/bin/duplicity" --version >/dev/null || die "duplicity does not run"
+}
+
+# What only the tests need on top of bootstrap (the demo does not): checkov and par2.
+bootstrap_test_tools() {
     install_checkov
+    bootstrap_par2
 }
 
 # --- checkov (tests/test_infra.py::test_checkov_passes) ---------------------------------------
@@ -58,6 +63,20 @@ install_checkov() {
             "checkov==$CHECKOV_VERSION" >&2 || die "pip install checkov==$CHECKOV_VERSION failed"
     fi
     checkov_installed || die "checkov $CHECKOV_VERSION is missing after install: $CHECKOV_VENV"
+}
+
+# --- par2 (safety): duplicity's par2+ backend runs the `par2` program; tests/test_par2.py needs it.
+# Installed from Debian when missing and running as root (as CI does); otherwise stop and say how.
+bootstrap_par2() {
+    command -v par2 >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing par2 (Debian package) for duplicity's par2+ backend"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq par2; } >&2 \
+            || die "apt-get install par2 failed"
+    else
+        die "par2 is required (duplicity's par2+ backend, tests/test_par2.py): run 'sudo apt-get update && sudo apt-get install -y par2'"
+    fi
+    command -v par2 >/dev/null || die "par2 is missing after install"
 }
 
 free_port() {

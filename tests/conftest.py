@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# Fails the session if any log record or CLI output of any test carries a key, SAS or connection string.
+pytest_plugins = ["secret_guard"]
+
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-blob"
 ACCOUNT_KEY = (

@@ -689,7 +689,20 @@ def test_par2_files_carry_the_record_of_the_object_they_protect(obj, tail):
     assert protected.kind is not Kind.UNKNOWN
     assert recovery.par2 and not protected.par2
     assert recovery.name == obj + tail
-    assert recovery.to_dict() | {"name": obj, "par2": False} == protected.to_dict()
+    assert recovery.par2_of == obj and protected.par2_of is None
+    # the small index duplicity reads with every object, or the blocks it reads only to repair one
+    assert (recovery.par2_index, recovery.par2_recovery) == (
+        (True, False) if tail == ".par2" else (False, True)
+    )
+    assert (
+        recovery.to_dict()
+        | {
+            "name": obj,
+            "par2": False,
+            "par2_recovery": False,
+        }
+        == protected.to_dict()
+    )
 
 
 @pytest.mark.parametrize(
@@ -797,6 +810,7 @@ def test_unknown_carries_no_fields():
         "compressed": False,
         "short": False,
         "par2": False,
+        "par2_recovery": False,
     }
     assert parse("readme.txt").set_id is None
     assert not parse("readme.txt").is_metadata
@@ -822,6 +836,7 @@ def test_to_dict_round_trips_through_json():
         "compressed": False,
         "short": False,
         "par2": True,
+        "par2_recovery": True,
     }
     assert Kind(ours.to_dict()["kind"]) is Kind.VOLUME
 

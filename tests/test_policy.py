@@ -124,3 +124,25 @@ def test_no_decision_ever_moves_warmer_or_archives_metadata(
         assert not (kind.is_metadata and d.target == "Archive")
     else:
         assert d.to_dict()["to"] == d.current
+
+
+@pytest.mark.parametrize("obj", [VOLUME, MANIFEST, SIGS])
+@pytest.mark.parametrize("metadata_tier", [None, "Cool"])
+def test_a_par2_index_is_read_like_metadata_and_recovery_blocks_follow_their_object(
+    obj, metadata_tier
+):
+    policy = Policy("Archive", metadata_tier)
+    index, blocks = names.parse(obj.name + ".par2"), names.parse(obj.name + ".vol000+200.par2")
+    # duplicity reads "<object>.par2" with every object it downloads: never Archive
+    assert policy.target(index) == metadata_tier
+    assert policy.target(blocks) == policy.target(obj)
+    kept = decide(index, "Hot", None, policy)
+    assert kept.move is (metadata_tier is not None)
+    if not kept.move:
+        assert kept.reason == "par2 index stays as uploaded"
+
+
+def test_only_a_blob_whose_tier_is_still_inferred_was_never_tiered():
+    from retier.policy import tier_was_set
+
+    assert tier_was_set(False) and not tier_was_set(True)

@@ -157,7 +157,7 @@ class AzureRehydrationDelayStandIn(BlobStore):
     change out of Archive, listings keep showing the blob archived with `rehydrate-pending-to-<tier>`
     for `pending_polls` listings of its set."""
 
-    pending_polls = 2
+    pending_polls = 3  # a second rehydrate re-reads the plan under the hold: one listing more
 
     def __init__(self, client):
         super().__init__(client)

@@ -155,8 +155,8 @@ def test_late_volume_event_finishes_its_set_with_two_listings_and_one_batch(
     outcome = h.deliver(FULL_VOLS[1])
     assert outcome.status == HANDLED
     assert sorted(d.name for d in outcome.moved) == sorted(FULL_VOLS)
-    # manifest check, the set, the restore-hold check, one batch
-    assert h.meter.by_operation == {"list": 2, "container-properties": 1, "batch": 1}
+    # manifest check, the set, one batch (volumes never tiered before: no restore-hold read)
+    assert h.meter.by_operation == {"list": 2, "batch": 1}
     expect(blob_service, container, cold=FULL_VOLS)
     # the other volumes' events and the manifest's own event then change nothing
     for name in [FULL_VOLS[0], FULL_VOLS[2]]:
@@ -179,11 +179,21 @@ def test_one_volume_set_is_tiered_with_a_single_set_blob_tier(blob_service, cont
     upload(blob_service, container, one)
     h = harness()
     assert [d.name for d in h.deliver(INC_MANIFEST).moved] == [one[0]]
-    assert (
-        h.meter.by_operation == {"list": 1, "container-properties": 1, "set-tier": 1}
-        and h.meter.billable == 3
-    )
+    # the floor: one listing and one Set Blob Tier (a new volume cannot be a rehydrated one)
+    assert h.meter.by_operation == {"list": 1, "set-tier": 1} and h.meter.billable == 2
     expect(blob_service, container, cold=one[:1])
+
+
+def test_volumes_tiered_before_cost_one_restore_hold_read(blob_service, container, harness):
+    upload(blob_service, container, FULL_SET)
+    client = blob_service.get_container_client(container)
+    # Once Cool (or rehydrated): the tier was set, so a restore may be holding the container.
+    for name in FULL_VOLS:
+        client.get_blob_client(name).set_standard_blob_tier("Cool")
+    h = harness()
+    assert sorted(d.name for d in h.deliver(FULL_MANIFEST).moved) == sorted(FULL_VOLS)
+    assert h.meter.by_operation == {"list": 1, "container-properties": 1, "batch": 1}
+    expect(blob_service, container, cold=FULL_VOLS)
 
 
 def test_unfinished_set_is_never_touched_even_with_other_sets_finished(
@@ -225,15 +235,15 @@ def test_metadata_moves_only_when_a_setting_asks(blob_service, container, harnes
     expect(blob_service, container, cold=FULL_VOLS, cool=[FULL_SIGS, FULL_JSONSTAT, FULL_MANIFEST])
 
 
-def test_a_manifest_event_that_moves_volumes_and_the_manifest_reads_the_hold_once(
+def test_a_manifest_event_that_moves_volumes_and_the_manifest_lists_once(
     blob_service, container, harness
 ):
     manifest_par2 = FULL_MANIFEST + ".par2"
     upload(blob_service, container, FULL_SET + [manifest_par2])
     h = harness(RETIER_METADATA_TIER="Cool")
     assert h.deliver(FULL_MANIFEST).status == HANDLED
-    # the set's listing, one restore-hold check, a batch for the volumes, one for the manifest and its par2
-    assert h.meter.by_operation == {"list": 1, "container-properties": 1, "batch": 2}
+    # the set's listing, a batch for the volumes, one for the manifest and its par2 (all new)
+    assert h.meter.by_operation == {"list": 1, "batch": 2}
     expect(blob_service, container, cold=FULL_VOLS, cool=[FULL_MANIFEST, manifest_par2])
 
 
@@ -309,11 +319,18 @@ def test_unrecognised_names_are_never_touched(blob_service, container, harness, 
     expect(blob_service, container)
 
 
-def test_par2_files_follow_the_volume_they_protect(blob_service, container, harness):
-    par2 = [FULL_VOLS[0] + ".par2", FULL_VOLS[0] + ".vol00+01.par2", FULL_MANIFEST + ".par2"]
-    upload(blob_service, container, FULL_SET + par2)
-    harness().deliver(FULL_MANIFEST)
-    expect(blob_service, container, cold=FULL_VOLS + par2[:2])
+def test_par2_recovery_blocks_follow_their_volume_and_the_index_stays_online(
+    blob_service, container, harness
+):
+    # duplicity's par2 wrapper reads "<volume>.par2" with every volume it restores, and the
+    # ".volNN+MM.par2" recovery blocks only to repair one.
+    index, blocks = FULL_VOLS[0] + ".par2", FULL_VOLS[0] + ".vol00+01.par2"
+    upload(blob_service, container, FULL_SET + [index, blocks, FULL_MANIFEST + ".par2"])
+    outcome = harness(RETIER_VOLUME_TIER="Archive").deliver(FULL_MANIFEST)
+    assert [d.reason for d in outcome.decisions if d.name == index] == [
+        "par2 index stays as uploaded"
+    ]
+    expect(blob_service, container, archive=FULL_VOLS + [blocks])
 
 
 def test_per_type_prefixes_map_manifest_to_archive_prefix(blob_service, container, harness):

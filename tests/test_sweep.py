@@ -155,6 +155,10 @@ def test_hold_stops_the_event_handler_too(populated, container, azurite_connecti
     from retier.service import IGNORED, RetierService
 
     store, settings, _ = make(azurite_connection_string)
+    # The full set's volumes as a finished rehydration leaves them: online, tier set explicitly.
+    full_b = [v for v in VOLS_B if "-full." in v]
+    for name in full_b:
+        populated.get_blob_client(name).set_standard_blob_tier("Hot")
     store.set_hold(container, "restore")
     (manifest,) = [i for i in store.list_blobs(container, META_B[0])]
     event = blob_created_event(
@@ -166,6 +170,9 @@ def test_hold_stops_the_event_handler_too(populated, container, azurite_connecti
     before = tiers(populated)
     outcome = RetierService(settings, store).handle_event(event)
     assert outcome.status == IGNORED and "restore hold" in outcome.reason
+    assert sorted(d.name for d in outcome.decisions if d.reason == "container on restore hold") == (
+        sorted(full_b)
+    )
     assert tiers(populated) == before
 
 

@@ -224,6 +224,9 @@ class FaultProxy:
         self.tier_changes: list[TierChange] = []
         self.refused: list[SubRequest] = []  # batch sub-requests refused (not carried out)
         self.unexpected: list[str] = []  # failures the proxy did not choose (must stay empty)
+        self.log: list[
+            tuple[str, str | None]
+        ] = []  # (request key, fault or None), in arrival order
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -399,16 +402,19 @@ class FaultProxy:
             rates = self.rates
         # str seeds are hashed with SHA-512: the same on every run, whatever PYTHONHASHSEED is.
         rng = random.Random(f"{self.seed}|{info.key}|{n}")
-        if self.fault_filter is not None and not self.fault_filter(info):
-            return None, rng
-        draw, edge = rng.random(), 0.0
-        for fault in FAULTS:
-            if fault in BATCH_PART_FAULTS and info.operation != "batch":
-                continue
-            edge += rates[fault]
-            if draw < edge:
-                return fault, rng
-        return None, rng
+        chosen = None
+        if self.fault_filter is None or self.fault_filter(info):
+            draw, edge = rng.random(), 0.0
+            for fault in FAULTS:
+                if fault in BATCH_PART_FAULTS and info.operation != "batch":
+                    continue
+                edge += rates[fault]
+                if draw < edge:
+                    chosen = fault
+                    break
+        with self._lock:
+            self.log.append((info.key, chosen))
+        return chosen, rng
 
     def _count(self, fault: str) -> None:
         with self._lock:

@@ -277,6 +277,7 @@ def fault_run(
     seed: int,
     *,
     rates: dict[str, float] | None = None,
+    sweep_rates: dict[str, float] | None = None,
     shuffle: bool = True,
     duplicate_rate: float = 0.2,
     max_delivery_attempts: int = 3,
@@ -286,7 +287,11 @@ def fault_run(
     baseline: dict[str, str] | None = None,
     keep: bool = False,
 ) -> RunResult:
-    """One seeded run; `problems` lists every check that failed (empty: the run passed)."""
+    """One seeded run; `problems` lists every check that failed (empty: the run passed).
+
+    `rates` are the proxy's fault rates (DEFAULT_RATES if None) while events are delivered and,
+    unless `sweep_rates` says otherwise, during the sweep.
+    """
     started = time.monotonic()
     rates = DEFAULT_RATES if rates is None else rates
     direct = BlobServiceClient.from_connection_string(connection_string)
@@ -322,6 +327,9 @@ def fault_run(
         stand_in.publish(events)
         with serving(service):
             report = stand_in.run()
+        after_events = tiers(direct, container)
+        if sweep_rates is not None:
+            proxy.set_rates(sweep_rates)
         sweeps = []
         while len(sweeps) < max_sweeps and (not sweeps or not sweeps[-1].ok):
             sweeps.append(
@@ -337,14 +345,26 @@ def fault_run(
         problems.append(f"end state differs from the expected one (got, want): {wrong}")
     if baseline is not None and end_state != baseline:
         problems.append("end state differs from the fault-free run's")
-    # 2. no Set Blob Tier ever reached Azurite for anything but a finished set's volume
+    # 2. the events alone finished every set one of them was handled for, so the sweep only
+    #    repaired what dead-lettered events left undone
+    runs = {b.name: b.run for b in recording.blobs}
+    handled_runs = {
+        runs.get(d.subject.split("/blobs/", 1)[1]) for d in report.deliveries if d.end == HANDLED
+    }
+    for name in sorted(recording.finished_volumes):
+        if runs[name] in handled_runs and after_events.get(name) != volume_tier:
+            problems.append(f"an event of its set was handled, yet {name} is {after_events[name]}")
+    sweep_moved = sum(s.applied.done.count for s in sweeps if s.applied)
+    if not report.dead_lettered and sweep_moved:
+        problems.append(f"no event was dead-lettered, yet the sweep had {sweep_moved} to move")
+    # 3. no Set Blob Tier ever reached Azurite for anything but a finished set's volume
     changes = [c for c in proxy.tier_changes if c.container == container]
     for change in changes:
         if change.blob not in recording.finished_volumes:
             problems.append(f"Set Blob Tier reached Azurite for {change.blob} ({change.tier})")
         elif change.tier != volume_tier:
             problems.append(f"{change.blob} was asked to go to {change.tier}")
-    # 3. every delivery ended, and said why when it did not act
+    # 4. every delivery ended, and said why when it did not act
     for delivery in report.unended:
         problems.append(f"event {delivery.subject} never ended")
     for delivery in report.without_reason:
@@ -352,12 +372,12 @@ def fault_run(
     for delivery in report.deliveries:
         if delivery.end in (HANDLED, IGNORED) and (delivery.outcome or {}).get("failures"):
             problems.append(f"event {delivery.subject} ended with failures: {delivery.outcome}")
-    # 4. a sweep that left something undone said so (the timer then fails and runs again)
+    # 5. a sweep that left something undone said so (the timer then fails and runs again)
     if not sweeps[-1].ok:
         problems.append(f"{len(sweeps)} sweeps, none complete: {sweeps[-1].error}")
-    # 5. faults were the proxy's only: nothing else failed between retier and Azurite
+    # 6. faults were the proxy's only: nothing else failed between retier and Azurite
     problems += [f"unexpected proxy failure: {u}" for u in proxy.unexpected]
-    # 6. every dead-lettered event is in the dead-letter container, in Event Grid's format,
+    # 7. every dead-lettered event is in the dead-letter container, in Event Grid's format,
     #    and replaying it (as `retier replay` will) is harmless once the sweep has run
     replayer = RetierService(
         load_settings({**env, "RETIER_STORAGE": connection_string}), direct_store
@@ -383,7 +403,7 @@ def fault_run(
         failed_attempts=summary["failed_attempts"],
         duplicates=summary["duplicates"],
         dead_lettered=len(report.dead_lettered),
-        sweep_moved=sum(s.applied.done.count for s in sweeps if s.applied),
+        sweep_moved=sweep_moved,
         sweep_retried=sum(s.applied.retried for s in sweeps if s.applied),
         sweeps=len(sweeps),
         tier_changes=len(changes),

@@ -51,20 +51,20 @@ from retier.settings import Connection, load_settings
 from retier.storage import RETRY_TOTAL, BlobStore
 from retier.sweep import sweep_container
 
-# Fault rates of the seeded runs (per request; batch parts only on Blob Batch requests).
-# About one request in six fails; the SDK's own retries, Event Grid's redelivery and the
-# sweep's retries have to absorb all of it.
+# Fault rates of the seeded runs, per request (batch parts only on Blob Batch requests): about
+# one request in four fails, and more than half of the batches. The SDK's own retries, Event
+# Grid's redelivery and the sweep's retries have to absorb all of it.
 DEFAULT_RATES = {
-    "server_busy": 0.03,
-    "timed_out": 0.015,
-    "internal_error": 0.015,
-    "too_many_requests": 0.02,
-    "reset_before": 0.015,
-    "reset_after": 0.02,
-    "stall_before": 0.01,
-    "stall_after": 0.01,
-    "batch_part_server_busy": 0.1,
-    "batch_part_internal_error": 0.05,
+    "server_busy": 0.06,
+    "timed_out": 0.03,
+    "internal_error": 0.03,
+    "too_many_requests": 0.04,
+    "reset_before": 0.03,
+    "reset_after": 0.04,
+    "stall_before": 0.02,
+    "stall_after": 0.02,
+    "batch_part_server_busy": 0.2,
+    "batch_part_internal_error": 0.1,
 }
 READ_TIMEOUT = 0.4  # seconds: the client gives up on a stalled answer quickly
 STALL_SECONDS = 1.0  # the proxy holds a stalled connection longer than that

@@ -427,7 +427,7 @@ def test_under_faults_the_end_state_is_the_fault_free_one_and_nothing_else_was_t
         azurite_connection_string,
         recording,
         seed,
-        rates={k: 2 * v for k, v in DEFAULT_RATES.items()},
+        rates=DEFAULT_RATES,
         manifests_only=manifests_only,
         baseline=baseline.end_state,
     )

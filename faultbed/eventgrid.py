@@ -178,6 +178,7 @@ class EventGridStandIn:
         dead_letter=None,  # azure.storage.blob.ContainerClient, or None to drop (no destination)
         subscription: str = SUBSCRIPTION,
         subject_filter: Callable[[Mapping[str, Any]], bool] | None = None,
+        before_delivery: Callable[[Delivery], None] | None = None,
         start: datetime | None = None,
     ):
         if not 1 <= max_delivery_attempts <= 30:
@@ -195,6 +196,9 @@ class EventGridStandIn:
         self.dead_letter = dead_letter
         self.subscription = subscription
         self.subject_filter = subject_filter
+        # Called on the dispatching thread just before an event's first attempt: a test can
+        # create the blob there, so that an event never arrives before its blob exists.
+        self.before_delivery = before_delivery
         self.start = start or datetime.now(timezone.utc)
         self.now = 0.0
         self.deliveries: list[Delivery] = []
@@ -236,6 +240,8 @@ class EventGridStandIn:
                     and self._queue[0][0] <= self.now
                 ):
                     _, _, delivery = heapq.heappop(self._queue)
+                    if self.before_delivery and not delivery.attempts and not delivery.duplicate:
+                        self.before_delivery(delivery)
                     in_flight[pool.submit(self._attempt, delivery)] = delivery
                 if in_flight:
                     done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)

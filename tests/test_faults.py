@@ -301,6 +301,29 @@ def test_duplicates_shuffling_and_filters_are_seeded_and_every_delivery_ends():
     assert manifests.filtered == len(names) - 1
 
 
+def test_a_blob_can_be_created_just_before_its_first_delivery_and_never_before_a_retry():
+    created, seen_by_endpoint = [], []
+    answers = iter([Answer(500), Answer(200), Answer(200), Answer(200)])
+
+    def endpoint(event):
+        seen_by_endpoint.append((event["subject"], list(created)))
+        return next(answers)
+
+    stand_in = EventGridStandIn(
+        endpoint, before_delivery=lambda d: created.append(d.subject), duplicate_rate=0.0
+    )
+    stand_in.publish([_event(VOLS[0]), _event(MANIFEST)])
+    stand_in.run()
+    first, second = _event(VOLS[0])["subject"], _event(MANIFEST)["subject"]
+    assert created == [first, second]
+    # each event's blob existed when it was delivered; the retry did not create it again
+    assert seen_by_endpoint == [
+        (first, [first]),
+        (second, [first, second]),
+        (first, [first, second]),
+    ]
+
+
 def test_concurrent_deliveries_never_exceed_the_limit():
     in_flight, peak, lock = 0, 0, threading.Lock()
 

@@ -34,8 +34,9 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -370,26 +371,19 @@ def function_endpoint(handler: Callable | None = None) -> Endpoint:
     return call
 
 
-class serving:
+@contextmanager
+def serving(service) -> Iterator:
     """Make the Function's entry point use `service` (the worker otherwise builds one from env).
 
     The Functions worker builds one RetierService per process (`service_from_environment`);
     the test bed builds its own, on a client that goes through the fault proxy with a short read
     timeout, and hands it to the entry point for the duration of the block.
     """
+    from retier import functions
 
-    def __init__(self, service):
-        self.service = service
-        self._saved = None
-
-    def __enter__(self):
-        from retier import functions
-
-        self._saved = functions.service_from_environment
-        functions.service_from_environment = lambda: self.service
-        return self.service
-
-    def __exit__(self, *exc):
-        from retier import functions
-
-        functions.service_from_environment = self._saved
+    saved = functions.service_from_environment
+    functions.service_from_environment = lambda: service
+    try:
+        yield service
+    finally:
+        functions.service_from_environment = saved

@@ -17,7 +17,7 @@ documented contract):
 Ordering: first attempts go out one at a time in the order the blobs appeared (within one listing,
 duplicity's upload order). A failed event waits for its own retry and does not hold back the
 events after it: like Event Grid, which does not promise order either. retier does not need it,
-since a volume's event checks for its manifest itself.
+since only a manifest's event moves anything, and it lists its whole set.
 
 Cost: each poll is one List Blobs request per 5,000 blobs under `prefix`; memory is one name and
 one ETag per blob seen (about 200 bytes, twice that during a poll: bench/bench_bridge_memory.py).

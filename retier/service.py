@@ -31,6 +31,9 @@ IGNORED = "ignored"
 RETRY = "retry"
 INVALID = "invalid"
 
+# Why a volume's own event changes nothing (no storage call either).
+VOLUME_WAITS = "volumes move when their set's manifest lands (its event, or the sweep)"
+
 
 @dataclass
 class Outcome:
@@ -113,7 +116,11 @@ class RetierService:
         if name.kind is Kind.MANIFEST and not name.par2:
             self._manifest_landed(container, name, outcome)
         elif name.kind is Kind.VOLUME:
-            self._volume_landed(container, name, outcome)
+            # The manifest is the trigger: duplicity uploads it last, and Event Grid delivers its
+            # event at least once, so a volume's event has nothing to add. Acting on it cost a
+            # listing per volume, and when it raced its manifest's event (or a backlog of volume
+            # events arrived at once) the same set was tiered several times over.
+            outcome.status, outcome.reason = IGNORED, VOLUME_WAITS
         else:
             self._metadata_landed(container, name, outcome)
 
@@ -125,23 +132,6 @@ class RetierService:
                 IGNORED,
                 "manifest not found in storage; set left alone",
             )
-
-    def _volume_landed(self, container: str, volume: DuplicityName, outcome: Outcome) -> None:
-        # In the usual order the manifest is not there yet: a narrow listing says so cheaply,
-        # without listing the volumes uploaded so far.
-        prefix = names.manifest_listing_prefix(volume, **self.settings.name_prefixes)
-        manifests = [
-            n
-            for item in self.store.list_blobs(container, prefix)
-            if self._is_manifest_of(n := names.parse(item.name), volume)
-        ]
-        # Events are not ordered: a retried manifest event can arrive after its volumes' events.
-        # Then a volume's event does what the manifest's event does, so a burst of late volume
-        # events costs one batch, not one per volume.
-        if not manifests or not self._finish_set(container, manifests[0], outcome):
-            # duplicity uploads the manifest last; without it the set is unfinished and may be
-            # resumed, which re-uploads the last volume and reads volume 1.
-            outcome.status, outcome.reason = IGNORED, "set unfinished: manifest not uploaded yet"
 
     def _finish_set(
         self,

@@ -170,15 +170,6 @@ class InterleavingStore(BlobStore):
         return super().set_tier(container, names, tier, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known cost bug: a volume's event that finds its set's manifest finishes the set, and "
-        "when it runs at the same time as the manifest's own event both list the volumes Hot "
-        "and both send the batch: every volume of the set is tiered twice (bench/run_load's "
-        "every-event mode measures it)"
-    ),
-)
 def test_a_volume_event_racing_its_manifests_event_tiers_each_volume_once(
     azurite_connection_string, blob_service
 ):

@@ -446,11 +446,19 @@ FAST_SEEDS = [(1, False), (2, False), (3, True), (4, True)]
 def test_under_faults_the_end_state_is_the_fault_free_one_and_nothing_else_was_touched(
     seed, manifests_only, azurite_connection_string, recording, baseline
 ):
+    # A manifest-only run makes a few dozen requests where an every-event run makes hundreds
+    # (volume events cost none, but they take the Function's path): twice the rates keep it
+    # from being nearly fault-free.
+    rates = (
+        {k: v if k.startswith("batch_part") else 2 * v for k, v in DEFAULT_RATES.items()}
+        if manifests_only
+        else None
+    )
     result = fault_run(
         azurite_connection_string,
         recording,
         seed,
-        rates=DEFAULT_RATES,
+        rates=rates or DEFAULT_RATES,
         manifests_only=manifests_only,
         baseline=baseline.end_state,
     )
@@ -472,11 +480,9 @@ def test_an_outage_dead_letters_the_events_and_the_sweep_repairs_everything(
         baseline=baseline.end_state,
     )
     assert result.ok, result.problems
-    # Every event that needs storage (volumes, manifests) failed three times and was
-    # dead-lettered; metadata and foreign names need none and were ignored at once.
-    acting = [
-        b for b in recording.blobs if b.run and (".difftar" in b.name or ".manifest" in b.name)
-    ]
+    # Every event that needs storage (the manifests') failed three times and was dead-lettered;
+    # volumes, metadata and foreign names need none and were ignored at once.
+    acting = [b for b in recording.blobs if b.run and ".manifest" in b.name]
     assert result.dead_lettered == len(acting) and result.ends[DEAD_LETTERED] == len(acting)
     assert result.sweep_moved == len(recording.finished_volumes)
     assert result.tier_changes == len(recording.finished_volumes)

@@ -20,7 +20,7 @@ import pytest
 from retier import names
 from retier.demo import Duplicity, change_sample_tree, deliver_new_events, duplicity_binary
 from retier.names import Kind
-from retier.service import IGNORED, RetierService
+from retier.service import IGNORED, VOLUME_WAITS, RetierService
 from retier.settings import load_settings
 from retier.storage import BlobStore, connect
 from retier.sweep import sweep_container
@@ -185,7 +185,7 @@ def test_killed_backup_under_archive_stays_untiered_until_finished_and_restores(
     assert set(killed) == {"volume"} and len(killed["volume"]) == 2  # no manifest, no sigs
     early = deliver_and_check()
     assert len(early) == 2 and {o.status for o in early} == {IGNORED}
-    assert all("unfinished" in o.reason for o in early)
+    assert all(o.reason == VOLUME_WAITS for o in early)
 
     # 2. The same command again. duplicity 3.2.1 restarts at the last volume it finished, after
     #    reading volume 1 back (it was not archived: the restart got that far); its Azure backend

@@ -6,7 +6,7 @@ import pytest
 
 from retier.emulate import blob_created_event
 from retier.metering import CountingTransport, Meter
-from retier.service import HANDLED, IGNORED, INVALID, RETRY, RetierService
+from retier.service import HANDLED, IGNORED, INVALID, RETRY, VOLUME_WAITS, RetierService
 from retier.settings import Connection, load_settings
 from retier.storage import BlobStore
 
@@ -117,13 +117,14 @@ def test_duplicate_manifest_event_costs_one_listing_and_no_tier_change(
     expect(blob_service, container, cold=FULL_VOLS)
 
 
-def test_volume_events_before_the_manifest_leave_the_set_alone(blob_service, container, harness):
+def test_volume_events_leave_the_set_alone_and_cost_no_request(blob_service, container, harness):
     upload(blob_service, container, FULL_VOLS + [FULL_SIGS])
     h = harness(RETIER_VOLUME_TIER="Archive")
     for name in FULL_VOLS + [FULL_SIGS]:
         outcome = h.deliver(name)
         assert outcome.status == IGNORED and outcome.moved == []
-    assert "unfinished" in h.deliver(FULL_VOLS[0]).reason
+    assert h.deliver(FULL_VOLS[0]).reason == VOLUME_WAITS
+    assert h.meter.round_trips == 0
     expect(blob_service, container)
 
 
@@ -145,33 +146,24 @@ def test_reordered_events_end_with_exactly_the_volumes_archived(blob_service, co
     expect(blob_service, container, archive=FULL_VOLS + INC_VOLS)
 
 
-def test_late_volume_event_finishes_its_set_with_two_listings_and_one_batch(
+def test_volume_events_of_a_finished_set_leave_it_to_the_manifests_event(
     blob_service, container, harness
 ):
     upload(blob_service, container, FULL_SET + INC_SET)
     h = harness()
     # Event Grid retried the manifest's event later than the volumes' events: the manifest is
-    # already in storage when the first volume's event arrives.
-    outcome = h.deliver(FULL_VOLS[1])
-    assert outcome.status == HANDLED
-    assert sorted(d.name for d in outcome.moved) == sorted(FULL_VOLS)
-    # manifest check, the set, one batch (volumes never tiered before: no restore-hold read)
-    assert h.meter.by_operation == {"list": 2, "batch": 1}
-    expect(blob_service, container, cold=FULL_VOLS)
-    # the other volumes' events and the manifest's own event then change nothing
-    for name in [FULL_VOLS[0], FULL_VOLS[2]]:
-        assert h.deliver(name).moved == [] and h.meter.by_operation == {"list": 2}
-    assert h.deliver(FULL_MANIFEST).moved == [] and h.meter.by_operation == {"list": 1}
-
-
-def test_volume_event_of_an_unfinished_set_costs_one_narrow_listing(
-    blob_service, container, harness
-):
-    upload(blob_service, container, FULL_VOLS)
-    h = harness()
-    assert h.deliver(FULL_VOLS[2]).status == IGNORED
-    assert h.meter.by_operation == {"list": 1}
+    # already in storage when the volumes' events arrive. They change nothing and cost nothing,
+    # so they can never race the manifest's event into tiering the set twice.
+    for name in FULL_VOLS:
+        outcome = h.deliver(name)
+        assert outcome.status == IGNORED and outcome.moved == []
+    assert h.meter.round_trips == 0
     expect(blob_service, container)
+    moved = h.deliver(FULL_MANIFEST).moved
+    assert sorted(d.name for d in moved) == sorted(FULL_VOLS)
+    # the set in one listing, one batch (volumes never tiered before: no restore-hold read)
+    assert h.meter.by_operation == {"list": 1, "batch": 1}
+    expect(blob_service, container, cold=FULL_VOLS)
 
 
 def test_one_volume_set_is_tiered_with_a_single_set_blob_tier(blob_service, container, harness):
@@ -343,11 +335,6 @@ def test_per_type_prefixes_map_manifest_to_archive_prefix(blob_service, containe
     h = harness(RETIER_FILE_PREFIX_ARCHIVE="a/", RETIER_FILE_PREFIX_MANIFEST="m/")
     assert h.deliver(f"host1/m/{FULL_MANIFEST}").status == HANDLED
     expect(blob_service, container, cold=names[:3])
-    # a volume event finds its manifest through the same mapping
-    blob_service.get_container_client(container).get_blob_client(names[0]).set_standard_blob_tier(
-        "Hot"
-    )
-    assert [d.name for d in h.deliver(names[0]).moved] == [names[0]]
 
 
 def test_events_outside_the_allowed_containers_are_ignored(blob_service, container, harness):

@@ -122,7 +122,7 @@ class Plan:
             "early_deletion": {
                 "blobs": self.early_deletion.count,
                 "bytes": self.early_deletion.bytes,
-                "charge": round(self.early_deletion_charge, 6),
+                "charge": self.early_deletion_charge,  # unrounded: fractions of a cent add up
                 "currency": self.currency,
                 "moves": [
                     {
@@ -131,7 +131,7 @@ class Plan:
                         "to": m.target,
                         "bytes": m.size,
                         "since": m.since.isoformat() if m.since else None,
-                        "charge": round(m.early_deletion, 6),
+                        "charge": m.early_deletion,
                     }
                     for m in self.early_deletion_moves
                 ],

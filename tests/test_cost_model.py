@@ -253,3 +253,21 @@ def test_volumes_per_full_and_stored_bytes_are_reported():
     assert d["volumes_per_full"] == math.ceil(500 * 1024 / 200)
     assert d["retier_per_month"]["functions"] == 0  # inside the free grant
     assert d["retier_per_month"]["functions_before_free_grant"] > 0
+
+
+def test_the_readme_table_is_what_the_model_says():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    result = run_model(Schedule(500, 1, 30, 180), PRICES)
+    for s in result.strategies:
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| {s.name} |")]
+        cells = [c.strip().strip("*").removesuffix(" USD") for c in row.strip("|").split("|")]
+        assert [float(c) for c in cells[2:]] == [
+            round(x, 2) for x in (s.storage, s.operations, s.early_deletion, s.restores, s.total)
+        ], s.name
+    hot = result.by_name("all-Hot").total
+    archive, cold = result.by_name("volumes-Archive").total, result.by_name("volumes-Cold").total
+    assert f"Archive costs {archive / hot:.0%} of all-Hot and Cold {cold / hot:.0%}".replace(
+        "%", " %"
+    ) in " ".join(readme.split())

@@ -273,10 +273,12 @@ class _Collector:
             self.report.sets[key] = info
         return info
 
-    def add(self, item: BlobItem, move: Move | None) -> None:
+    def add(self, item: BlobItem, planner: Planner) -> None:
+        """One blob of the listing: into the planner (parsed once, here) and the report's sums."""
         report = self.report
         tier = _tier(item)
         name = names.parse(item.name)
+        move = planner.feed(item, name)
         if name.kind is not Kind.UNKNOWN:
             info = self._set_of(name)
             info.blobs += 1
@@ -322,7 +324,7 @@ def build_report(
     planner = Planner(container, settings.policy, **settings.name_prefixes, prices=prices, now=now)
     collector = _Collector(report, settings.name_prefixes)
     for item in store.list_blobs(container):
-        collector.add(item, planner.feed(item))
+        collector.add(item, planner)
         if progress and planner.plan.listed % 1000 == 0:
             progress(planner.plan)
     # Sets whose volumes came before their manifest (per-type prefixes, short names): the sweep

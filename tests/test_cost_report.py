@@ -417,3 +417,8 @@ def test_the_demo_ends_with_the_bill_before_and_after_and_on_a_real_schedule(
     hot, cold = result.by_name("all-Hot"), result.by_name("volumes-Cold")
     assert f"{cold.storage / hot.storage:.0%} of before" in lines[2]
     assert costs.format_money(cold.total, "USD") in lines[2]
+
+
+def test_schedule_options_without_model_are_bad_usage(run_retier):
+    proc = run_retier("cost", "--container", "backups", "--keep-days", "30")
+    assert proc.returncode == 2 and "--keep-days describes a schedule: add --model" in proc.stderr

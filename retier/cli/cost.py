@@ -258,8 +258,8 @@ def _cost_model(args) -> int:
             daily_change_pct=args.daily_change,
             full_every_days=args.full_every_days,
             keep_days=args.keep_days,
-            volsize_mb=args.volsize_mb,
-            restores_per_year=args.restores_per_year,
+            volsize_mb=200 if args.volsize_mb is None else args.volsize_mb,
+            restores_per_year=1.0 if args.restores_per_year is None else args.restores_per_year,
         )
     except ModelError as exc:
         raise UsageError(str(exc)) from None
@@ -288,9 +288,22 @@ def _require_chart() -> None:
         raise UsageError(str(exc)) from None
 
 
+MODEL_OPTIONS = (
+    "source_gb",
+    "daily_change",
+    "full_every_days",
+    "keep_days",
+    "volsize_mb",
+    "restores_per_year",
+)
+
+
 def cmd_cost(args: argparse.Namespace) -> int:
     if args.model and args.container:
         raise UsageError("--model and --container are separate questions: give one")
+    given = [o for o in MODEL_OPTIONS if getattr(args, o) is not None]
+    if given and not args.model:
+        raise UsageError(f"--{given[0].replace('_', '-')} describes a schedule: add --model")
     return _cost_model(args) if args.model else _cost_containers(args)
 
 
@@ -394,7 +407,7 @@ def register(sub) -> None:
     p.add_argument(
         "--keep-days", type=int, metavar="K", help="--model: duplicity remove-older-than K days"
     )
-    p.add_argument("--volsize-mb", type=int, default=200, help="--model: duplicity --volsize (200)")
+    p.add_argument("--volsize-mb", type=int, help="--model: duplicity --volsize (200)")
     p.add_argument(
         "--restores-per-year",
         type=float,

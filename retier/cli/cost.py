@@ -411,7 +411,6 @@ def register(sub) -> None:
     p.add_argument(
         "--restores-per-year",
         type=float,
-        default=1.0,
         metavar="R",
         help="--model: restores a year (1)",
     )

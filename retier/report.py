@@ -10,8 +10,10 @@ backup sets, not with the blobs.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -26,7 +28,7 @@ from retier.sweep import Move, Plan, Planner, Tally
 logger = logging.getLogger(__name__)
 
 KINDS = tuple(k.value for k in Kind)
-UNKNOWN_TIER = "unknown"  # no tier reported (not a standard block blob account): priced as Hot
+UNKNOWN_TIER = "unknown"  # no tier reported (not a standard block blob account)
 MAX_TRAP_SETS = 20  # sets named for the early-deletion charge of the planned moves
 
 
@@ -58,14 +60,17 @@ class TrapSet:
 
 
 def _tier(item: BlobItem) -> str:
+    if item.tier in TIERS:
+        return item.tier  # as the service spells it: the common case, no lookup
     try:
         return canonical_tier(item.tier) if item.tier else UNKNOWN_TIER
     except PolicyError:
         return UNKNOWN_TIER
 
 
-def _priced(tier: str) -> str:
-    return "Hot" if tier == UNKNOWN_TIER else tier
+def priced_tier(tier: str) -> str:
+    """The tier whose price applies: a blob with no standard tier (none reported) is priced as Hot."""
+    return tier if tier in TIERS else "Hot"
 
 
 @dataclass
@@ -97,7 +102,7 @@ class ContainerReport:
 
     def per_month(self, tally_by_tier: dict[str, Tally]) -> float:
         return sum(
-            costs.storage_per_month(t.bytes, _priced(tier), self.prices)
+            costs.storage_per_month(t.bytes, priced_tier(tier), self.prices)
             for tier, t in tally_by_tier.items()
         )
 
@@ -166,7 +171,7 @@ class ContainerReport:
                 tier: {
                     "blobs": t.count,
                     "bytes": t.bytes,
-                    "per_month": costs.storage_per_month(t.bytes, _priced(tier), self.prices),
+                    "per_month": costs.storage_per_month(t.bytes, priced_tier(tier), self.prices),
                 }
                 for tier, t in sorted(rows.items(), key=lambda kv: _tier_rank(kv[0]))
             }
@@ -176,7 +181,7 @@ class ContainerReport:
             by_kind[kind][tier] = {
                 "blobs": t.count,
                 "bytes": t.bytes,
-                "per_month": costs.storage_per_month(t.bytes, _priced(tier), self.prices),
+                "per_month": costs.storage_per_month(t.bytes, priced_tier(tier), self.prices),
             }
         moves = plan.moves
         spm = self.sets_per_month()
@@ -308,6 +313,60 @@ class _Collector:
         trap.charge += move.early_deletion
 
 
+READ_AHEAD_CHUNK = 500  # blobs handed over at a time
+READ_AHEAD_CHUNKS = 10  # up to 5,000 blobs (one listing page) waiting
+
+
+def read_ahead(
+    items: Iterable, chunk: int = READ_AHEAD_CHUNK, depth: int = READ_AHEAD_CHUNKS
+) -> Iterator:
+    """`items`, iterated on a helper thread up to `chunk` x `depth` ahead of the caller.
+
+    The next listing page is then requested (and Azure or Azurite works on it) while this one is
+    costed, instead of after it. Memory stays bounded by `chunk` x `depth`; an exception of the
+    listing is raised here, in order, after the items before it.
+    """
+    handed: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the caller has gone
+
+    def produce() -> None:
+        batch = []
+        try:
+            for item in items:
+                batch.append(item)
+                if len(batch) >= chunk:
+                    if not put((batch, None)):
+                        return
+                    batch = []
+        except Exception as exc:  # noqa: BLE001 (raised again on the caller's thread)
+            put((batch, exc))
+            return
+        put((batch, StopIteration()))
+
+    thread = threading.Thread(target=produce, name="retier-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, end = handed.get()
+            yield from batch
+            if isinstance(end, StopIteration):
+                return
+            if end is not None:
+                raise end
+    finally:
+        stop.set()
+        thread.join()
+
+
 def build_report(
     store: BlobStore,
     container: str,
@@ -323,7 +382,7 @@ def build_report(
     report.held = store.get_hold(container)
     planner = Planner(container, settings.policy, **settings.name_prefixes, prices=prices, now=now)
     collector = _Collector(report, settings.name_prefixes)
-    for item in store.list_blobs(container):
+    for item in read_ahead(store.list_blobs(container)):
         collector.add(item, planner)
         if progress and planner.plan.listed % 1000 == 0:
             progress(planner.plan)

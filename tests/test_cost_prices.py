@@ -179,3 +179,52 @@ def test_the_named_trap_moves_are_bounded():
     )
     assert plan.early_deletion.count == 50
     assert len(plan.early_deletion_moves) == MAX_EARLY_DELETION_DETAILS
+
+
+def test_a_blob_with_no_standard_tier_is_priced_as_hot():
+    from retier.report import priced_tier
+
+    assert [priced_tier(t) for t in ("Cold", "unknown", "P10")] == ["Cold", "Hot", "Hot"]
+
+
+# -- the report's read-ahead of the listing ------------------------------------------------------
+
+
+def test_read_ahead_keeps_the_order_and_raises_the_listings_error_in_place():
+    from retier.report import read_ahead
+    from retier.storage import StorageError
+
+    assert list(read_ahead(range(1234), chunk=100, depth=2)) == list(range(1234))
+    assert list(read_ahead([], chunk=10)) == []
+
+    def failing():
+        yield from range(25)
+        raise StorageError("list c: HTTP 503 ServerBusy", transient=True, status=503)
+
+    seen = []
+    with pytest.raises(StorageError, match="ServerBusy") as caught:
+        seen.extend(read_ahead(failing(), chunk=10, depth=2))  # keeps what came before the error
+    assert seen == list(range(25)) and caught.value.transient
+
+
+def test_read_ahead_stays_bounded_and_stops_when_the_caller_does():
+    import threading
+    import time
+
+    from retier.report import read_ahead
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    reader = read_ahead(endless(), chunk=10, depth=3)
+    assert next(reader) == 0
+    time.sleep(0.3)  # the helper fills its queue, then waits
+    assert len(produced) <= 10 * (3 + 2)  # the queue, the batch handed over and one being built
+    reader.close()
+    assert not any(t.name == "retier-read-ahead" for t in threading.enumerate())

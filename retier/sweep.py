@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from retier import names, policy
+from retier import costs, names, policy
 from retier.names import DuplicityName, Kind
 from retier.settings import Settings
 from retier.storage import (
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 4  # batches in flight
 MAX_FAILURE_DETAILS = 1000  # failures beyond this are counted, not listed
+MAX_EARLY_DELETION_DETAILS = 20  # planned moves that pay early deletion: named up to this many
 # A tier change that failed transiently (throttled, server busy, timed out, no answer after the
 # SDK's own retries) is tried again at the end of the sweep, after each of these pauses; what
 # still fails after the last is reported. Setting a colder tier twice is harmless.
@@ -59,6 +60,7 @@ class Move:
         None  # when the blob reached its current tier (for early-deletion charges)
     )
     tier_set: bool = False  # its tier was set before: it may be a rehydrated one (hold re-check)
+    early_deletion: float = 0.0  # what this move is charged for leaving `current` early
 
 
 @dataclass
@@ -83,6 +85,12 @@ class Plan:
     rows: dict[tuple[str, str, str], Tally] = field(default_factory=lambda: defaultdict(Tally))
     kept_reasons: Counter = field(default_factory=Counter)
     unfinished: list[UnfinishedSet] = field(default_factory=list)
+    # The Cool-then-Archive trap: planned moves out of an explicitly set Cool/Cold tier before its
+    # minimum days, their charge, and the first few of them by name.
+    early_deletion: Tally = field(default_factory=Tally)
+    early_deletion_charge: float = 0.0
+    early_deletion_moves: list[Move] = field(default_factory=list)
+    currency: str = costs.DEFAULT_PRICES["currency"]
 
     def _total(self, include: Callable[[str, str, str], bool]) -> Tally:
         total = Tally()
@@ -112,6 +120,23 @@ class Plan:
             "move": {"blobs": moves.count, "bytes": moves.bytes},
             "unknown": {"blobs": unknown.count, "bytes": unknown.bytes},
             "kept_reasons": dict(self.kept_reasons),
+            "early_deletion": {
+                "blobs": self.early_deletion.count,
+                "bytes": self.early_deletion.bytes,
+                "charge": self.early_deletion_charge,  # unrounded: fractions of a cent add up
+                "currency": self.currency,
+                "moves": [
+                    {
+                        "name": m.name,
+                        "from": m.current,
+                        "to": m.target,
+                        "bytes": m.size,
+                        "since": m.since.isoformat() if m.since else None,
+                        "charge": m.early_deletion,
+                    }
+                    for m in self.early_deletion_moves
+                ],
+            },
             "unfinished_sets": [
                 {
                     "set": u.label,
@@ -151,8 +176,12 @@ class Planner:
         *,
         archive_prefix: str = "",
         manifest_prefix: str = "",
+        prices: dict | None = None,
+        now: datetime | None = None,
     ):
-        self.plan = Plan(container)
+        self.prices = prices or costs.DEFAULT_PRICES
+        self.now = now or datetime.now(timezone.utc)
+        self.plan = Plan(container, currency=self.prices["currency"])
         self.policy = pol
         self.prefixes = {"archive_prefix": archive_prefix, "manifest_prefix": manifest_prefix}
         self._sets: dict[tuple, _SetState] = {}
@@ -168,19 +197,37 @@ class Planner:
         if not decision.move:
             self.plan.kept_reasons[decision.reason] += 1
             return None
-        return Move(
+        since = item.tier_change_time or item.creation_time
+        # A tier the blob only inherits from the account default pays nothing when it moves on.
+        fee = (
+            0.0
+            if item.tier_inferred
+            else costs.early_deletion(item.size, before, since, self.now, self.prices)
+        )
+        move = Move(
             name.name,
             before,
             decision.target,
             item.size,
-            item.tier_change_time or item.creation_time,
+            since,
             tier_set=policy.tier_was_set(item.tier_inferred),
+            early_deletion=fee,
         )
+        if fee:
+            self.plan.early_deletion.add(item.size)
+            self.plan.early_deletion_charge += fee
+            if len(self.plan.early_deletion_moves) < MAX_EARLY_DELETION_DETAILS:
+                self.plan.early_deletion_moves.append(move)
+        return move
 
-    def feed(self, item: BlobItem) -> Move | None:
-        """One blob of the container's listing: a Move to apply now, or None."""
+    def feed(self, item: BlobItem, name: DuplicityName | None = None) -> Move | None:
+        """One blob of the container's listing: a Move to apply now, or None.
+
+        `name` is `names.parse(item.name)` when the caller has already parsed it (the cost report
+        does: parsing is most of the work per blob).
+        """
         self.plan.listed += 1
-        name = names.parse(item.name)
+        name = name or names.parse(item.name)
         if name.kind is Kind.MANIFEST and not name.par2:
             state = self._sets.setdefault(self._key(name), _SetState())
             if state.manifest is None:
@@ -508,11 +555,13 @@ def sweep_container(
     progress: Callable[[Plan, Applied | None], None] | None = None,
     retry_delays: Sequence[float] = RETRY_DELAYS,
     on_move: Callable[[Move], None] | None = None,
+    prices: dict | None = None,
 ) -> SweepReport:
     """List `container` once, decide every blob, and (unless dry_run) apply the moves in batches.
 
     Tier changes that fail transiently are sent again at the end, after each of `retry_delays`.
-    `on_move` sees every move planned, on this thread, as the listing streams past.
+    `on_move` sees every move planned, on this thread, as the listing streams past. `prices`
+    (default: the built-in table) price the early-deletion charge of the planned moves.
     """
     started = time.monotonic()
     report = SweepReport(container, dry_run)
@@ -525,7 +574,7 @@ def sweep_container(
                 report.held,
             )
             return report
-        planner = Planner(container, settings.policy, **settings.name_prefixes)
+        planner = Planner(container, settings.policy, **settings.name_prefixes, prices=prices)
         applier = (
             None
             if dry_run

@@ -37,6 +37,8 @@ bootstrap() {
     [ -x "$AZURITE_BIN" ] || die "Azurite is missing after install: $AZURITE_BIN"
     "$PY" -c "import duplicity, azure.storage.blob, azure.functions" || die "Python packages are missing after install"
     "$VENV/bin/duplicity" --version >/dev/null || die "duplicity does not run"
+    # retier cost --chart and its tests: matplotlib, the `report` extra (in `dev` too)
+    "$PY" -c "import matplotlib" || die "matplotlib is missing after install (the report extra)"
 }
 
 # What only the tests need on top of bootstrap (the demo does not): checkov and par2.

@@ -130,7 +130,7 @@ def test_rehydration_estimate_counts_retrieval_operations_and_early_deletion():
     assert e.hours == prices["rehydrate_hours"]["Standard"]
     high = costs.rehydration_estimate(archived, "High", NOW, prices)
     assert high.total > e.total
-    assert high.hours == pytest.approx(20 * gb / costs.GIB / prices["high_priority_gib_per_hour"])
+    assert high.hours == pytest.approx(20 * gb / costs.GB / prices["high_priority_gib_per_hour"])
 
 
 def test_prices_can_be_overridden_from_a_file(tmp_path):

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from retier import __version__
-from retier.cli import bridge, handler, ops, restore, sweep
+from retier.cli import bridge, cost, handler, ops, restore, sweep
 from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError
 
 # Order of the commands in --help.
-COMMAND_GROUPS = (handler, sweep, restore, ops, bridge)
+COMMAND_GROUPS = (handler, sweep, restore, cost, ops, bridge)
 
 
 EPILOG = """\
@@ -28,10 +28,11 @@ settings come from the environment (the same RETIER_* names the Function app use
   RETIER_CONTAINERS           comma-separated allow-list of containers (unset: any)
   RETIER_FILE_PREFIX_ARCHIVE / RETIER_FILE_PREFIX_MANIFEST
                               duplicity's --file-prefix-archive / --file-prefix-manifest, if used
-  RETIER_PRICES               a JSON file of your region's prices, for restore-plan's estimates
+  RETIER_PRICES               a JSON file of your region's prices (see: retier prices)
 
 first time with existing backups:  retier sweep --container backups --dry-run
 restoring out of Archive:          retier restore-plan --container backups
+what it costs, what it saves:      retier cost --container backups
 is it working?                     retier doctor --container backups
 events Event Grid gave up on:      retier replay --dead-letter-container retier-dead-letter --dry-run
 """

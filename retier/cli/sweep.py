@@ -75,6 +75,8 @@ def print_report(report) -> None:
     out(
         f"  {'to move' if report.dry_run else 'planned'}: {moves.count:,} blobs, {human_bytes(moves.bytes)}\n"
     )
+    if plan.early_deletion.count:
+        _print_early_deletion(plan, out, report.dry_run)
     if plan.unknown.count:
         out(
             f"  not duplicity objects (never touched): {plan.unknown.count:,} blobs, {human_bytes(plan.unknown.bytes)}\n"
@@ -111,10 +113,35 @@ def print_report(report) -> None:
             out(f"    ... and {a.failed - len(a.failures)} more\n")
 
 
+def _print_early_deletion(plan, out, dry_run: bool) -> None:
+    """The Cool-then-Archive trap: moves out of an explicitly set tier before its minimum days."""
+    from retier.costs import format_money
+
+    ed = plan.early_deletion
+    out(
+        f"  early deletion: {ed.count:,} of these moves leave a tier set less than its minimum days "
+        f"ago (Cool 30, Cold 90): {'would be' if dry_run else 'is'} charged "
+        f"~{format_money(plan.early_deletion_charge, plan.currency)}\n"
+    )
+    shown = plan.early_deletion_moves[:5]
+    for m in shown:
+        age = (datetime.now(timezone.utc) - m.since).total_seconds() / 86400 if m.since else 0
+        out(
+            f"    {m.name}: {m.current} for {age:.1f} days -> {m.target}, "
+            f"~{format_money(m.early_deletion, plan.currency)}\n"
+        )
+    if ed.count > len(shown):
+        out(
+            f"    ... and {ed.count - len(shown):,} more (`retier cost --container` names the sets)\n"
+        )
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from retier.costs import load_prices
     from retier.sweep import sweep_container
 
     service = make_service()
+    prices = load_prices()  # prices the early-deletion charge of the plan; a bad file stops here
     containers = args.container or sorted(service.settings.containers)
     if not containers:
         raise UsageError("name a container with --container (or set RETIER_CONTAINERS)")
@@ -130,6 +157,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             workers=args.workers,
             progress=progress,
+            prices=prices,
         )
         progress.close()
         reports.append(report)

@@ -176,7 +176,9 @@ def test_volumes_uploaded_as_explicit_cool_warn_with_count_bytes_and_charge(
         for name, b in uploaded.items()
         if name in INC_VOLS + OPEN_VOLS
     )
-    assert expected == pytest.approx(3000 / 1e9 * prices["storage_per_gb_month"]["Cool"] * 20 / 30)
+    assert expected == pytest.approx(
+        3000 / costs.GB * prices["storage_per_gb_month"]["Cool"] * 20 / 30
+    )
     assert cool.details["charge"] == pytest.approx(expected)
     assert "4 volume(s)" in cool.message and "--azure-blob-tier" in cool.hint
     assert report.exit_code == 0

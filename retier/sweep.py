@@ -554,14 +554,12 @@ def sweep_container(
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[Plan, Applied | None], None] | None = None,
     retry_delays: Sequence[float] = RETRY_DELAYS,
-    on_move: Callable[[Move], None] | None = None,
     prices: dict | None = None,
 ) -> SweepReport:
     """List `container` once, decide every blob, and (unless dry_run) apply the moves in batches.
 
     Tier changes that fail transiently are sent again at the end, after each of `retry_delays`.
-    `on_move` sees every move planned, on this thread, as the listing streams past. `prices`
-    (default: the built-in table) price the early-deletion charge of the planned moves.
+    `prices` (default: the built-in table) price the early-deletion charge of the planned moves.
     """
     started = time.monotonic()
     report = SweepReport(container, dry_run)
@@ -583,14 +581,13 @@ def sweep_container(
         # Progress is reported from this thread only: the plan is not shared with the workers.
         tick = (lambda: progress(planner.plan, applier and applier.applied)) if progress else None
         try:
-            _drain(planner.feed, store.list_blobs(container), applier, tick, on_move)
+            _drain(planner.feed, store.list_blobs(container), applier, tick)
             for key, prefix in planner.sets_to_relist():
                 _drain(
                     lambda item, key=key: planner.feed_relisted(key, item),
                     store.list_blobs(container, prefix),
                     applier,
                     tick,
-                    on_move,
                 )
         finally:
             if applier:
@@ -610,13 +607,10 @@ def _drain(
     items: Iterable[BlobItem],
     applier: BatchApplier | None,
     tick,
-    on_move: Callable[[Move], None] | None,
 ) -> None:
     last = time.monotonic()
     for item in items:
         move = decide(item)
-        if move and on_move:
-            on_move(move)
         if move and applier:
             applier.add(move)
         if tick and time.monotonic() - last > 0.25:

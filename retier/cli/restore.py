@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from datetime import datetime, timezone
 
 from retier.cli.common import (
     EXIT_OK,
@@ -232,7 +231,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from retier.costs import early_deletion, load_prices
+    from retier.costs import load_prices
     from retier.sweep import sweep_container
 
     service = make_service()
@@ -248,19 +247,16 @@ def cmd_release(args: argparse.Namespace) -> int:
             "  the next event or the daily sweep re-tiers the volumes; `retier release --now` does it at once"
         )
         return EXIT_OK
-    now = datetime.now(timezone.utc)
-    early = []  # fees of the moves out of a tier before its minimum days
-
-    def on_move(move) -> None:
-        if fee := early_deletion(move.size, move.current, move.since, now, prices):
-            early.append(fee)
-
-    report = sweep_container(service.store, container, service.settings, on_move=on_move)
+    # The sweep's plan carries each move's early-deletion charge (a tier the blob only inherits
+    # pays none); print_report shows it, and the note below says it in a restore's words.
+    report = sweep_container(service.store, container, service.settings, prices=prices)
     print_report(report)
-    if early:
+    early = report.plan.early_deletion if report.plan else None
+    if early and early.count:
         print(
-            f"note: {len(early)} of these volumes left their tier before its minimum days: "
-            f"an early-deletion charge of about {money(sum(early), prices['currency'])}"
+            f"note: {early.count} of these volumes left their tier before its minimum days: "
+            f"an early-deletion charge of about "
+            f"{money(report.plan.early_deletion_charge, prices['currency'])}"
         )
     return EXIT_OK if report.ok else EXIT_RETRY
 

@@ -263,7 +263,9 @@ def test_functions_host_roles_on_its_own_storage_and_app_insights():
         == "[format('Microsoft.Insights/components/{0}', variables('appInsightsName'))]"
     )
     for assignment in (owner, publisher):
-        assert "variables('identityName')" in assignment["properties"]["principalId"]
+        assert assignment["properties"]["principalId"] == (
+            "[reference(variables('identityId'), '2023-01-31').principalId]"
+        )
 
 
 def test_system_topic_writes_dead_letters_to_that_container_only():
@@ -333,7 +335,10 @@ def test_subscription_waits_for_the_code_and_the_dead_letter_role():
     assert deployment["condition"] == "[parameters('deployEventSubscription')]"
     depends = " ".join(deployment["dependsOn"])
     assert "'Microsoft.Web/sites/extensions', variables('appName'), 'onedeploy'" in depends
-    assert "'Microsoft.Authorization/roleAssignments'" in depends and "systemTopicId" in depends
+    assert (
+        "'Microsoft.Authorization/roleAssignments', variables('deadLetterAssignmentName')"
+        in depends
+    )
 
 
 def test_retry_policy_defaults_are_event_grids_documented_ones():

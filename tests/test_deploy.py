@@ -15,6 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from az_stand_in import outputs
+from infra_support import Evaluator, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "scripts" / "deploy"
@@ -118,6 +120,17 @@ def assert_no_secret(run: Run) -> None:
             "--sas",
         ):
             assert asks_for_a_secret not in joined, joined
+
+
+def test_the_stand_in_answers_with_the_templates_outputs():
+    # scripts/deploy takes every name it uses after the deployment from these outputs: one the
+    # template does not have would fail only in Azure.
+    template = load_template()
+    canned = outputs({"account": "mybackups", "backup_rg": "rg-backups"}, {})
+    assert set(canned) <= set(template["outputs"])
+    evaluate = Evaluator(template, {"backupStorageAccountName": "mybackups"})
+    for name in ("functionName", "eventSubscriptionName", "deadLetterContainer"):
+        assert canned[name]["value"] == evaluate(template["outputs"][name]["value"]), name
 
 
 # -- usage ------------------------------------------------------------------------------------
@@ -380,8 +393,6 @@ def test_what_if_shows_the_changes_and_makes_none(deploy):
 
 
 def deployed_state(**extra) -> dict:
-    from az_stand_in import outputs
-
     state = {"account": "mybackups", "backup_rg": "rg-backups"}
     return {
         "deployed": outputs(state, {"backupResourceGroup": "rg-backups"}),

@@ -351,7 +351,7 @@ def test_a_missing_role_is_reported(deploy):
 
 
 def test_dry_run_looks_up_but_changes_nothing(deploy):
-    run = deploy(*ARGS, "--dry-run")
+    run = deploy(*ARGS, "--container", "photos", "--dry-run")
     assert run.code == 0, run.err
     assert run.commands == [
         "account show",
@@ -369,7 +369,7 @@ def test_dry_run_looks_up_but_changes_nothing(deploy):
         "deployment group create",
         "functionapp deployment source config-zip",
         "deployment group create",
-        "retier doctor --container backups",
+        "retier doctor --container backups --container photos",
     ]
     assert len(would) == len(expected)
     for line, part in zip(would, expected):
@@ -377,6 +377,8 @@ def test_dry_run_looks_up_but_changes_nothing(deploy):
     assert "deployEventSubscription=false" in would[2]
     assert "deployEventSubscription=true" in would[4]
     assert_no_secret(run)
+    skipping = deploy(*ARGS, "--dry-run", "--skip-doctor")
+    assert skipping.code == 0 and "doctor" not in skipping.out
 
 
 def test_what_if_shows_the_changes_and_makes_none(deploy):

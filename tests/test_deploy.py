@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from az_stand_in import outputs
+from az_stand_in import account_id, outputs
 from infra_support import Evaluator, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +23,7 @@ DEPLOY = ROOT / "scripts" / "deploy"
 STAND_IN = ROOT / "tests" / "az_stand_in.py"
 SECRET = "c3RhbmQtaW4tc2VjcmV0LWtleQ=="  # planted in the caller's environment; must never leak
 ARGS = ["--resource-group", "retier-rg", "--storage-account", "mybackups", "--container", "backups"]
+ACCOUNT_ID = account_id({"account": "mybackups", "backup_rg": "rg-backups"})
 
 
 class Run:
@@ -285,6 +286,7 @@ def test_skip_doctor(deploy):
 
 def test_running_again_updates_in_place(deploy):
     first = deploy(*ARGS)
+    assert "retier-function.zip is up to date" in first.err  # --if-stale kept the copied-in one
     again = deploy(*ARGS, group_exists=True)
     assert again.code == 0, again.err
     assert "group create" not in again.commands
@@ -316,22 +318,14 @@ def test_an_existing_system_topic_on_the_account_is_reused_with_its_tags(deploy)
 
 
 def test_a_system_topic_with_a_user_assigned_identity_is_left_alone(deploy):
-    topic_id = (
-        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
-        "/providers/Microsoft.Storage/storageAccounts/mybackups"
-    )
-    run = deploy(*ARGS, topics=[["t", "rg-backups", topic_id, "SystemAssigned, UserAssigned"]])
+    run = deploy(*ARGS, topics=[["t", "rg-backups", ACCOUNT_ID, "SystemAssigned, UserAssigned"]])
     assert run.code == 1
     assert "has a user-assigned identity" in run.err
     assert "deployment group create" not in run.commands
 
 
 def test_a_system_topic_in_another_group_is_explained(deploy):
-    topic_id = (
-        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
-        "/providers/Microsoft.Storage/storageAccounts/mybackups"
-    )
-    run = deploy(*ARGS, topics=[["t", "rg-elsewhere", topic_id, ""]])
+    run = deploy(*ARGS, topics=[["t", "rg-elsewhere", ACCOUNT_ID, ""]])
     assert run.code == 1
     assert "--backup-resource-group rg-elsewhere" in run.err
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -33,21 +32,12 @@ PYTHON_VERSION = "3.11"
 IMPLEMENTATION = "cp"
 DEFAULT_OUT = ROOT / "dist" / "retier-function.zip"
 DEFAULT_CACHE = ROOT / ".tools" / "package-cache"
-# 1980-01-01, zip's earliest date: the same for every build (SOURCE_DATE_EPOCH overrides it).
+# 1980-01-01, zip's earliest date: the same for every build.
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 class PackageError(RuntimeError):
     """The package cannot be built (pip failed, a file is missing)."""
-
-
-def _source_date() -> tuple[int, int, int, int, int, int]:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if not epoch:
-        return FIXED_DATE
-    import time
-
-    return max(FIXED_DATE, tuple(time.gmtime(int(epoch))[:6]))
 
 
 def app_sources(root: Path = ROOT) -> list[tuple[str, Path]]:
@@ -126,11 +116,12 @@ def dependency_entries(site_packages: Path) -> list[tuple[str, Path]]:
 def write_zip(entries: list[tuple[str, Path]], out: Path) -> None:
     """Sorted entries, one timestamp, fixed modes: reproducible bytes for reproducible inputs."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    date = _source_date()
     partial = out.with_name(out.name + ".partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    # Each entry's ZipInfo says how it is compressed (ZipFile's own compression settings apply
+    # only to entries written by name).
+    with zipfile.ZipFile(partial, "w") as zf:
         for name, path in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=date)
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = (0o100644) << 16  # a regular file, rw-r--r--
             info.create_system = 3  # Unix, so the modes above are read
@@ -155,11 +146,7 @@ def build(
 ) -> Path:
     """Build the package at `out` and return it."""
     site_packages = install_dependencies(root / "requirements.txt", cache, refresh=refresh)
-    entries = app_sources(root) + dependency_entries(site_packages)
-    names = [name for name, _ in entries]
-    if len(names) != len(set(names)):
-        raise PackageError("two files would have the same name in the package")
-    write_zip(entries, out)
+    write_zip(app_sources(root) + dependency_entries(site_packages), out)
     return out
 
 

@@ -227,12 +227,8 @@ class Evaluator:
             "empty": lambda self, v: len(v) == 0,
             "not": lambda self, v: not v,
             "and": lambda self, *v: all(v),
-            "or": lambda self, *v: any(v),
-            "equals": lambda self, a, b: a == b,
             "greater": lambda self, a, b: a > b,
-            "less": lambda self, a, b: a < b,
             "lessorequals": lambda self, a, b: a <= b,
-            "greaterorequals": lambda self, a, b: a >= b,
             "add": lambda self, a, b: a + b,
             "length": lambda self, v: len(v),
             "createarray": lambda self, *v: list(v),
@@ -240,9 +236,6 @@ class Evaluator:
             "split": lambda self, s, sep: s.split(sep),
             "trim": lambda self, s: s.strip(),
             "tolower": lambda self, s: s.lower(),
-            "concat": lambda self, *v: (
-                [x for part in v for x in part] if v and isinstance(v[0], list) else "".join(v)
-            ),
             "format": lambda self, fmt, *v: re.sub(
                 r"\{(\d+)\}", lambda m: str(v[int(m.group(1))]), fmt
             ),
@@ -251,22 +244,12 @@ class Evaluator:
                 .hexdigest()[:13]
                 .translate(str.maketrans("0123456789abcdef", "abcdefghij012345"))
             ),
-            "guid": lambda self, *v: str(
-                __import__("uuid").uuid5(__import__("uuid").NAMESPACE_URL, "|".join(v))
-            ),
             "resourcegroup": lambda self: {
                 "name": self.resource_group,
                 "id": f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}",
                 "location": "westeurope",
             },
-            "subscription": lambda self: {
-                "subscriptionId": self.subscription_id,
-                "id": f"/subscriptions/{self.subscription_id}",
-            },
             "resourceid": lambda self, *v: _resource_id(self, *v),
-            "subscriptionresourceid": lambda self, t, *names: (
-                f"/subscriptions/{self.subscription_id}/providers/{t}/{'/'.join(names)}"
-            ),
         }
     )
 

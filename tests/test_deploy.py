@@ -15,12 +15,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from az_stand_in import account_id, outputs
+from infra_support import Evaluator, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "scripts" / "deploy"
 STAND_IN = ROOT / "tests" / "az_stand_in.py"
 SECRET = "c3RhbmQtaW4tc2VjcmV0LWtleQ=="  # planted in the caller's environment; must never leak
 ARGS = ["--resource-group", "retier-rg", "--storage-account", "mybackups", "--container", "backups"]
+ACCOUNT_ID = account_id({"account": "mybackups", "backup_rg": "rg-backups"})
 
 
 class Run:
@@ -118,6 +121,17 @@ def assert_no_secret(run: Run) -> None:
             "--sas",
         ):
             assert asks_for_a_secret not in joined, joined
+
+
+def test_the_stand_in_answers_with_the_templates_outputs():
+    # scripts/deploy takes every name it uses after the deployment from these outputs: one the
+    # template does not have would fail only in Azure.
+    template = load_template()
+    canned = outputs({"account": "mybackups", "backup_rg": "rg-backups"}, {})
+    assert set(canned) <= set(template["outputs"])
+    evaluate = Evaluator(template, {"backupStorageAccountName": "mybackups"})
+    for name in ("functionName", "eventSubscriptionName", "deadLetterContainer"):
+        assert canned[name]["value"] == evaluate(template["outputs"][name]["value"]), name
 
 
 # -- usage ------------------------------------------------------------------------------------
@@ -272,6 +286,7 @@ def test_skip_doctor(deploy):
 
 def test_running_again_updates_in_place(deploy):
     first = deploy(*ARGS)
+    assert "retier-function.zip is up to date" in first.err  # --if-stale kept the copied-in one
     again = deploy(*ARGS, group_exists=True)
     assert again.code == 0, again.err
     assert "group create" not in again.commands
@@ -303,22 +318,14 @@ def test_an_existing_system_topic_on_the_account_is_reused_with_its_tags(deploy)
 
 
 def test_a_system_topic_with_a_user_assigned_identity_is_left_alone(deploy):
-    topic_id = (
-        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
-        "/providers/Microsoft.Storage/storageAccounts/mybackups"
-    )
-    run = deploy(*ARGS, topics=[["t", "rg-backups", topic_id, "SystemAssigned, UserAssigned"]])
+    run = deploy(*ARGS, topics=[["t", "rg-backups", ACCOUNT_ID, "SystemAssigned, UserAssigned"]])
     assert run.code == 1
     assert "has a user-assigned identity" in run.err
     assert "deployment group create" not in run.commands
 
 
 def test_a_system_topic_in_another_group_is_explained(deploy):
-    topic_id = (
-        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
-        "/providers/Microsoft.Storage/storageAccounts/mybackups"
-    )
-    run = deploy(*ARGS, topics=[["t", "rg-elsewhere", topic_id, ""]])
+    run = deploy(*ARGS, topics=[["t", "rg-elsewhere", ACCOUNT_ID, ""]])
     assert run.code == 1
     assert "--backup-resource-group rg-elsewhere" in run.err
 
@@ -338,7 +345,7 @@ def test_a_missing_role_is_reported(deploy):
 
 
 def test_dry_run_looks_up_but_changes_nothing(deploy):
-    run = deploy(*ARGS, "--dry-run")
+    run = deploy(*ARGS, "--container", "photos", "--dry-run")
     assert run.code == 0, run.err
     assert run.commands == [
         "account show",
@@ -356,7 +363,7 @@ def test_dry_run_looks_up_but_changes_nothing(deploy):
         "deployment group create",
         "functionapp deployment source config-zip",
         "deployment group create",
-        "retier doctor --container backups",
+        "retier doctor --container backups --container photos",
     ]
     assert len(would) == len(expected)
     for line, part in zip(would, expected):
@@ -364,6 +371,8 @@ def test_dry_run_looks_up_but_changes_nothing(deploy):
     assert "deployEventSubscription=false" in would[2]
     assert "deployEventSubscription=true" in would[4]
     assert_no_secret(run)
+    skipping = deploy(*ARGS, "--dry-run", "--skip-doctor")
+    assert skipping.code == 0 and "doctor" not in skipping.out
 
 
 def test_what_if_shows_the_changes_and_makes_none(deploy):
@@ -380,8 +389,6 @@ def test_what_if_shows_the_changes_and_makes_none(deploy):
 
 
 def deployed_state(**extra) -> dict:
-    from az_stand_in import outputs
-
     state = {"account": "mybackups", "backup_rg": "rg-backups"}
     return {
         "deployed": outputs(state, {"backupResourceGroup": "rg-backups"}),

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -88,7 +89,7 @@ def blob_service(azurite_connection_string):
 
 
 @pytest.fixture
-def container(blob_service, request):
+def container(blob_service):
     """A fresh, uniquely named container, deleted afterwards."""
     name = f"t{uuid.uuid4().hex[:20]}"
     client = blob_service.create_container(name)
@@ -102,12 +103,6 @@ def store(azurite_connection_string):
     from retier.storage import BlobStore
 
     return BlobStore.from_connection(Connection(connection_string=azurite_connection_string))
-
-
-def env_for(conn: str, **settings: str) -> dict[str, str]:
-    env = {"RETIER_STORAGE": conn}
-    env.update(settings)
-    return env
 
 
 def pytest_collection_modifyitems(config, items):
@@ -127,8 +122,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def run_retier():
     """Run the real `python -m retier` with only the given RETIER_* settings (none leak in from outside)."""
-    import subprocess
-    import sys
 
     def run(
         *args: str, env: dict[str, str] | None = None, stdin: str | None = None

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,49 +37,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def azurite_connection_string():
-    """Azurite's connection string. Missing Azurite is an error, never a skip."""
-    given = os.environ.get("RETIER_TEST_STORAGE")
-    if given:
-        yield given
-        return
-    binary = shutil.which("azurite-blob") if not AZURITE_BIN.exists() else str(AZURITE_BIN)
+@contextmanager
+def running_azurite(port: int, env: dict[str, str] | None = None):
+    """A private in-memory Azurite on 127.0.0.1:`port` (its connection string), stopped on exit.
+
+    Missing Azurite, or one that does not start, fails the test: never a skip."""
+    binary = str(AZURITE_BIN) if AZURITE_BIN.exists() else shutil.which("azurite-blob")
     if not binary:
         pytest.fail(
             "Azurite is not installed: run scripts/test (it installs azurite@3.35.0 into .tools), "
             "or set RETIER_TEST_STORAGE to an Azurite connection string",
             pytrace=False,
         )
-    port = _free_port()
     proc = subprocess.Popen(
-        [
-            binary,
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-        ],
+        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
+        + ["--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("Azurite did not start", pytrace=False)
-            time.sleep(0.1)
-    yield connection_string(port)
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Azurite did not start on 127.0.0.1:{port}", pytrace=False)
+                time.sleep(0.1)
+        yield connection_string(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def azurite_connection_string():
+    """Azurite's connection string: RETIER_TEST_STORAGE's (scripts/test), or one started here."""
+    given = os.environ.get("RETIER_TEST_STORAGE")
+    if given:
+        yield given
+        return
+    with running_azurite(_free_port()) as conn:
+        yield conn
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -309,7 +310,29 @@ def server_cpu_s() -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def run_child(conn: str, **spec) -> dict:
+def run_child(
+    conn: str,
+    container: str,
+    history: History,
+    args,
+    *,
+    dry_run: bool,
+    tracemalloc: bool,
+    method: str = "retier",
+    workers: int | None = None,
+    to_move: int | None = None,
+    profile: bool = False,
+) -> dict:
+    """One sweep of `container` alone in a fresh process (see child), checked with check_run."""
+    spec = {
+        "method": method,
+        "container": container,
+        "tier": args.tier,
+        "workers": args.sweep_workers if workers is None else workers,
+        "dry_run": dry_run,
+        "tracemalloc": tracemalloc,
+        "profile": profile,
+    }
     env = dict(os.environ, RETIER_STORAGE=conn)
     env.pop("RETIER_TEST_STORAGE", None)
     server_before = server_cpu_s()
@@ -330,6 +353,8 @@ def run_child(conn: str, **spec) -> dict:
     result["server_cpu_s"] = (
         None if server_before is None or server_after is None else server_after - server_before
     )
+    label = f"{method} (dry run)" if dry_run else method
+    check_run(label, result, history, container, dry_run=dry_run, to_move=to_move)
     return result
 
 
@@ -426,17 +451,12 @@ def compare(
             row,
         ) in rows.items():  # peak Python heap, with tracemalloc (it slows a run: not timed)
             result = run_child(
-                conn,
-                method=method,
-                container=container,
-                tier=args.tier,
-                workers=args.sweep_workers,
-                dry_run=True,
-                tracemalloc=True,
+                conn, container, history, args, method=method, dry_run=True, tracemalloc=True
             )
-            check_run(f"{method} (dry run)", result, history, container, dry_run=True)
             row.traced_peak_b = result["traced_peak_b"]
-        rows["retier"].dry_run = dry_run_rss(conn, container, history, args)
+        rows["retier"].dry_run = run_child(
+            conn, container, history, args, dry_run=True, tracemalloc=False
+        )
     first = True
     for rep in range(args.repeat):
         order = (
@@ -449,15 +469,14 @@ def compare(
             requests_before = proxy.requests if proxy else 0
             result = run_child(
                 conn,
+                container,
+                history,
+                args,
                 method=method,
-                container=container,
-                tier=args.tier,
-                workers=args.sweep_workers,
                 dry_run=False,
                 tracemalloc=False,
                 profile=args.profile and method == "retier",
             )
-            check_run(method, result, history, container, dry_run=False)
             verify(admin, container, history, args.tier, f"{method} ({route})")
             if proxy and proxy.requests - requests_before != result["round_trips"]:
                 raise BenchError(
@@ -503,20 +522,6 @@ class MemoryRow:
         }
 
 
-def dry_run_rss(conn: str, container: str, history: History, args) -> dict:
-    result = run_child(
-        conn,
-        method="retier",
-        container=container,
-        tier=args.tier,
-        workers=args.sweep_workers,
-        dry_run=True,
-        tracemalloc=False,
-    )
-    check_run("retier (dry run)", result, history, container, dry_run=True)
-    return result
-
-
 def measure_memory(conn: str, container: str, history: History, args) -> MemoryRow:
     """Peak memory of retier's dry-run sweep of one container: the Python heap (tracemalloc) and, in another run, RSS.
 
@@ -524,17 +529,8 @@ def measure_memory(conn: str, container: str, history: History, args) -> MemoryR
     a real sweep adds at most 2 x workers batches of 256 names. (On Azurite a real sweep of a
     large container is slow for a reason of Azurite's own: see the README.)
     """
-    traced = run_child(
-        conn,
-        method="retier",
-        container=container,
-        tier=args.tier,
-        workers=args.sweep_workers,
-        dry_run=True,
-        tracemalloc=True,
-    )
-    check_run("retier (dry run)", traced, history, container, dry_run=True)
-    untraced = dry_run_rss(conn, container, history, args)
+    traced = run_child(conn, container, history, args, dry_run=True, tracemalloc=True)
+    untraced = run_child(conn, container, history, args, dry_run=True, tracemalloc=False)
     return memory_row(len(history.blobs), history, traced["traced_peak_b"], untraced)
 
 
@@ -562,17 +558,10 @@ def measure_memory_seeded(container: str, history: History, args) -> MemoryRow:
         # README), and a second batch queued behind it on another keep-alive connection gets that
         # connection reset by Node's 5 s keep-alive timer, three times over. Memory is what is
         # measured here; a batch in flight holds 256 names.
-        spec = {"method": "retier", "container": container, "tier": args.tier, "workers": 1}
-        traced = run_child(conn, **spec, dry_run=True, tracemalloc=True)
-        check_run("retier (dry run)", traced, history, container, dry_run=True, to_move=len(missed))
-        untraced = run_child(conn, **spec, dry_run=True, tracemalloc=False)
-        check_run(
-            "retier (dry run)", untraced, history, container, dry_run=True, to_move=len(missed)
-        )
-        repair = run_child(conn, **spec, dry_run=False, tracemalloc=True)
-        check_run(
-            "retier (repair sweep)", repair, history, container, dry_run=False, to_move=len(missed)
-        )
+        sweep = partial(run_child, conn, container, history, args, workers=1, to_move=len(missed))
+        traced = sweep(dry_run=True, tracemalloc=True)
+        untraced = sweep(dry_run=True, tracemalloc=False)
+        repair = sweep(dry_run=False, tracemalloc=True)
         verify(
             BlobServiceClient.from_connection_string(conn),
             container,

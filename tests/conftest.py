@@ -6,8 +6,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,49 +37,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def azurite_connection_string():
-    """Azurite's connection string. Missing Azurite is an error, never a skip."""
-    given = os.environ.get("RETIER_TEST_STORAGE")
-    if given:
-        yield given
-        return
-    binary = shutil.which("azurite-blob") if not AZURITE_BIN.exists() else str(AZURITE_BIN)
+@contextmanager
+def running_azurite(port: int, env: dict[str, str] | None = None):
+    """A private in-memory Azurite on 127.0.0.1:`port` (its connection string), stopped on exit.
+
+    Missing Azurite, or one that does not start, fails the test: never a skip."""
+    binary = str(AZURITE_BIN) if AZURITE_BIN.exists() else shutil.which("azurite-blob")
     if not binary:
         pytest.fail(
             "Azurite is not installed: run scripts/test (it installs azurite@3.35.0 into .tools), "
             "or set RETIER_TEST_STORAGE to an Azurite connection string",
             pytrace=False,
         )
-    port = _free_port()
     proc = subprocess.Popen(
-        [
-            binary,
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-        ],
+        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
+        + ["--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("Azurite did not start", pytrace=False)
-            time.sleep(0.1)
-    yield connection_string(port)
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Azurite did not start on 127.0.0.1:{port}", pytrace=False)
+                time.sleep(0.1)
+        yield connection_string(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def azurite_connection_string():
+    """Azurite's connection string: RETIER_TEST_STORAGE's (scripts/test), or one started here."""
+    given = os.environ.get("RETIER_TEST_STORAGE")
+    if given:
+        yield given
+        return
+    with running_azurite(_free_port()) as conn:
+        yield conn
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +91,7 @@ def blob_service(azurite_connection_string):
 
 
 @pytest.fixture
-def container(blob_service, request):
+def container(blob_service):
     """A fresh, uniquely named container, deleted afterwards."""
     name = f"t{uuid.uuid4().hex[:20]}"
     client = blob_service.create_container(name)
@@ -102,12 +105,6 @@ def store(azurite_connection_string):
     from retier.storage import BlobStore
 
     return BlobStore.from_connection(Connection(connection_string=azurite_connection_string))
-
-
-def env_for(conn: str, **settings: str) -> dict[str, str]:
-    env = {"RETIER_STORAGE": conn}
-    env.update(settings)
-    return env
 
 
 def pytest_collection_modifyitems(config, items):
@@ -127,8 +124,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def run_retier():
     """Run the real `python -m retier` with only the given RETIER_* settings (none leak in from outside)."""
-    import subprocess
-    import sys
 
     def run(
         *args: str, env: dict[str, str] | None = None, stdin: str | None = None

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import StandardBlobTier
-from conftest import AZURITE_BIN, connection_string
+from conftest import connection_string, running_azurite
 
 from retier import costs
 from retier.doctor import FAIL, OK, ROLE, WARN, diagnose, tier_support
@@ -422,42 +420,11 @@ def test_a_sas_in_the_connection_string_is_never_printed(
 # when the doctor (on the real clock) reads them. Started here, stopped after the test.
 @pytest.fixture
 def azurite_three_days_behind():
-    if not AZURITE_BIN.exists():
-        pytest.fail(f"Azurite is not installed at {AZURITE_BIN}: run scripts/test", pytrace=False)
-    port = _closed_port()
     env = dict(os.environ)
     env["NODE_OPTIONS"] = f"--require {Path(__file__).with_name('azurite_clock_behind.js')}"
     env["RETIER_TEST_CLOCK_OFFSET_MS"] = str(-3 * 86400 * 1000)
-    proc = subprocess.Popen(
-        [
-            str(AZURITE_BIN),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the clock-shifted Azurite did not start", pytrace=False)
-                time.sleep(0.1)
-        yield connection_string(port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with running_azurite(_closed_port(), env=env) as conn:
+        yield conn
 
 
 def test_cli_names_an_unfinished_set_really_left_three_days_ago(

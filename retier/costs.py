@@ -34,9 +34,6 @@ DEFAULT_PRICES: dict = {
     "region": "East US 2",
     "redundancy": "LRS",
     "currency": "USD",
-    # Azure's "GB" in storage billing is 2^30 bytes (Microsoft's answer in MicrosoftDocs/azure-docs
-    # issue 41142, "1 GB is 1,024 MB", and the bandwidth page's 1 TB = 1,024 GB): see GB below.
-    "gb_bytes": 2**30,
     "storage_per_gb_month": {"Hot": 0.0184, "Cool": 0.01, "Cold": 0.0036, "Archive": 0.002},
     # Write operations (Put Blob, Put Block, Put Block List; Set Blob Tier to a colder tier is
     # billed as a write at the destination tier's price).
@@ -86,7 +83,6 @@ DEFAULT_PRICES: dict = {
         "other_per_10k": "azure.microsoft.com/pricing/details/storage/blobs (not verified here)",
         "operation types": "learn.microsoft.com/azure/storage/blobs/map-rest-apis-transaction-categories",
         "minimum_days": "learn.microsoft.com/azure/storage/blobs/access-tiers-overview",
-        "gb_bytes": "github.com/MicrosoftDocs/azure-docs/issues/41142; azure.microsoft.com/pricing/details/bandwidth",
         "event_grid_per_million": "azure.microsoft.com/pricing/details/event-grid (not verified here)",
         "functions_per_million_executions": "azure.microsoft.com/pricing/details/functions, Flex "
         "Consumption on demand (not verified here; quoted by modal.com, 2025-05-22)",
@@ -95,7 +91,10 @@ DEFAULT_PRICES: dict = {
 
 PRICES_SETTING = "RETIER_PRICES"
 # The one gigabyte of this project: Azure bills storage, retrieval and bandwidth per "GB" meaning
-# 2^30 bytes. Every conversion from bytes to billed GB (and every GB shown next to a price) uses it.
+# 2^30 bytes (Microsoft's answer in github.com/MicrosoftDocs/azure-docs/issues/41142, "1 GB is
+# 1,024 MB", and azure.microsoft.com/pricing/details/bandwidth's 1 TB = 1,024 GB). Every
+# conversion from bytes to billed GB (and every GB shown next to a price) uses it. It is not a
+# price-table key: RETIER_PRICES cannot change what Azure means by a gigabyte.
 GB = 2**30
 # A price table older than this is flagged as stale by `retier prices`.
 STALE_AFTER_DAYS = 365

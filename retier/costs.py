@@ -174,18 +174,20 @@ def early_deletion(
     size: int, tier: str, since: datetime | None, now: datetime, prices: dict
 ) -> float:
     """Charge for leaving `tier` before its minimum days: the remaining days, prorated."""
-    minimum = prices["minimum_days"].get(tier, 0)
-    if not minimum or since is None:
+    if since is None:
         return 0.0
-    days = max((now - since).total_seconds() / 86400, 0.0)
-    if days >= minimum:
-        return 0.0
-    return early_deletion_for_days(size, tier, days, prices)
+    return early_deletion_for_days(size, tier, (now - since).total_seconds() / 86400, prices)
 
 
 def early_deletion_for_days(size: float, tier: str, days: float, prices: dict) -> float:
-    """The early-deletion charge of `size` bytes that leave `tier` after `days` in it."""
-    remaining = max(prices["minimum_days"].get(tier, 0) - days, 0.0)
+    """The early-deletion charge of `size` bytes that leave `tier` after `days` in it.
+
+    Nothing for a tier with no minimum (Hot, or a tier the table does not price), nor once the
+    minimum is over.
+    """
+    remaining = prices["minimum_days"].get(tier, 0) - max(days, 0.0)
+    if remaining <= 0:
+        return 0.0
     return (
         remaining
         / EARLY_DELETION_DAYS_PER_MONTH

@@ -292,13 +292,11 @@ class _Collector:
                 info.volumes += 1
             elif name.kind is Kind.MANIFEST and not name.par2:
                 info.finished = True
-        minimum = report.prices["minimum_days"].get(tier, 0)
         since = item.tier_change_time or item.creation_time
-        if minimum and since is not None:
-            charge = costs.early_deletion(item.size, tier, since, report.now, report.prices)
-            if charge:
-                report.exposure[tier].add(item.size)
-                report.exposure_charge[tier] += charge
+        charge = costs.early_deletion(item.size, tier, since, report.now, report.prices)
+        if charge:
+            report.exposure[tier].add(item.size)
+            report.exposure_charge[tier] += charge
         if move is not None:
             self.add_move(move)
 

@@ -100,11 +100,12 @@ class ContainerReport:
             out[tier].add(tally.bytes, tally.count)
         return out
 
+    def charge(self, tier: str, size: float) -> float:
+        """The monthly storage charge of `size` bytes in `tier` (no standard tier: priced as Hot)."""
+        return costs.storage_per_month(size, priced_tier(tier), self.prices)
+
     def per_month(self, tally_by_tier: dict[str, Tally]) -> float:
-        return sum(
-            costs.storage_per_month(t.bytes, priced_tier(tier), self.prices)
-            for tier, t in tally_by_tier.items()
-        )
+        return sum(self.charge(tier, t.bytes) for tier, t in tally_by_tier.items())
 
     @property
     def total(self) -> Tally:
@@ -166,23 +167,18 @@ class ContainerReport:
         now_per_month, after = self.storage_per_month, self.after_moves_per_month
         hot, cool = self.all_hot_per_month, self.all_cool_per_month
 
+        def row(tier: str, t: Tally) -> dict:
+            return {"blobs": t.count, "bytes": t.bytes, "per_month": self.charge(tier, t.bytes)}
+
         def tiers(rows: dict[str, Tally]) -> dict:
             return {
-                tier: {
-                    "blobs": t.count,
-                    "bytes": t.bytes,
-                    "per_month": costs.storage_per_month(t.bytes, priced_tier(tier), self.prices),
-                }
+                tier: row(tier, t)
                 for tier, t in sorted(rows.items(), key=lambda kv: _tier_rank(kv[0]))
             }
 
         by_kind: dict[str, dict] = defaultdict(dict)
         for (kind, tier), t in sorted(self.by_kind_tier().items()):
-            by_kind[kind][tier] = {
-                "blobs": t.count,
-                "bytes": t.bytes,
-                "per_month": costs.storage_per_month(t.bytes, priced_tier(tier), self.prices),
-            }
+            by_kind[kind][tier] = row(tier, t)
         moves = plan.moves
         spm = self.sets_per_month()
         return {

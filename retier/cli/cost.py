@@ -61,9 +61,6 @@ the container report (--container):
 
 
 def _print_report(report) -> None:
-    from retier import costs
-    from retier.report import priced_tier
-
     out = sys.stdout.write
     cur = report.prices["currency"]
     plan = report.plan
@@ -80,7 +77,7 @@ def _print_report(report) -> None:
         )
     out(f"  {'kind':<11} {'tier':<9} {'blobs':>9} {'size':>11} {'per month':>16}\n")
     for (kind, tier), t in sorted(report.by_kind_tier().items()):
-        price = costs.storage_per_month(t.bytes, priced_tier(tier), report.prices)
+        price = report.charge(tier, t.bytes)
         out(
             f"  {kind:<11} {tier:<9} {t.count:>9,} {human_bytes(t.bytes):>11} {format_money(price, cur):>16}\n"
         )

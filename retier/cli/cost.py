@@ -4,36 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from retier.cli.common import EXIT_OK, UsageError, human_bytes, make_service, print_json
 from retier.costs import format_money
+from retier.model import ASSUMPTIONS
 
-MODEL_EPILOG = """\
-how the model works (--model), every assumption:
-  - one backup a day: a full every D days (--full-every-days), an incremental each other day
-    holding PCT % of the source (--daily-change); no compression (duplicity's encrypted volumes
-    are as big as incompressible data), volumes of --volsize-mb MB (MiB), signatures 1 % of the data
-  - `duplicity remove-older-than K` after every backup (--keep-days K): duplicity deletes a chain
-    only once its LAST set is older than K days, so a full lives D + K days and its j-th
-    incremental D + K - j days: chains outlive K by up to D days
-  - strategies: all-Hot (duplicity's default), all-Cool (duplicity's --azure-blob-tier Cool: each
-    object set to Cool after upload), volumes-Cool/-Cold/-Archive (retier moves each finished
-    set's volumes when its manifest lands; manifests and signatures stay Hot)
-  - storage: the average bytes kept, at each tier's price per GB-month (GB = 2^30 bytes)
-  - operations: uploads (one Put Blob up to 64 MiB, else 4 MiB Put Blocks and a Put Block List,
-    the storage SDK's defaults that duplicity keeps, billed as Hot writes); for retier its
-    listings, restore-hold reads, tier changes (a write at the destination), a daily sweep,
-    Event Grid operations and Function executions (every BlobCreated delivered; free grants
-    applied, which usually cover retier entirely)
-  - early deletion: a set deleted before its tier's minimum (Cool 30, Cold 90, Archive 180 days)
-    pays the remaining days
-  - restores (--restores-per-year R): the latest chain on a random day of it; Hot/Cool/Cold:
-    Get Blob requests and retrieval per GB; Archive: Standard-priority rehydration to Hot
-    (High costs five times more per GB), its early deletion, a day in Hot, reads, the way back
-  - not counted (the same for every strategy): duplicity's own listings and manifest reads,
-    egress of restored data, the Function app's own storage account
-  - recommended: the cheapest total. Prices: `retier prices` (RETIER_PRICES overrides them)
-"""
+MODEL_EPILOG = (
+    "how the model works (--model), every assumption:\n"
+    + "".join(
+        textwrap.fill(
+            assumption,
+            98,
+            initial_indent="  - ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+        + "\n"
+        for assumption in ASSUMPTIONS
+    )
+    + "  - recommended: the cheapest total. Prices: `retier prices` (RETIER_PRICES overrides them)\n"
+)
 
 EPILOG = (
     """\

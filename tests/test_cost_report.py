@@ -406,13 +406,14 @@ def test_the_demo_ends_with_the_bill_before_and_after_and_on_a_real_schedule(
     vols = [f"duplicity-full.{T[0]}.vol{i}.difftar.gpg" for i in (1, 2, 3)]
     sizes = {v: MIB for v in vols} | {FULL_META[0]: MIB, FULL_META[1]: MIB}
     upload(blob_service, container, sizes, dict.fromkeys(vols, "Cold"))
-    settings = load_settings({"RETIER_STORAGE": azurite_connection_string})
-    store = BlobStore.from_connection(settings.connection)
-    lines = the_bill(store, settings, container, dict.fromkeys(sizes, "Hot"))
+    store = BlobStore.from_connection(Connection(connection_string=azurite_connection_string))
+    listed = list(store.list_blobs(container))
+    lines = the_bill(listed, "Cold", dict.fromkeys(sizes, "Hot"))
     p = costs.DEFAULT_PRICES["storage_per_gb_month"]
     was, now = 5 * p["Hot"] / 1024, (3 * p["Cold"] + 2 * p["Hot"]) / 1024
     assert f"{costs.format_money(was, 'USD')}/month as uploaded" in lines[1]
     assert f"{costs.format_money(now, 'USD')}/month now: {now / was:.0%} of before" in lines[1]
+    assert "(volumes are 60% of its bytes)" in lines[1]
     result = run_model(Schedule(**HOME_SCHEDULE), costs.DEFAULT_PRICES)
     hot, cold = result.by_name("all-Hot"), result.by_name("volumes-Cold")
     assert f"{cold.storage / hot.storage:.0%} of before" in lines[2]

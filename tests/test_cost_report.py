@@ -174,6 +174,42 @@ def test_cadence_and_retier_cost_come_from_the_manifests(
     assert [u.label for u in report.plan.unfinished] == [f"duplicity-inc.{T[1]}.to.{T[2]}"]
 
 
+@pytest.mark.parametrize("volumes", [1, 3])
+def test_retiers_own_cost_counts_what_the_handler_and_the_sweep_send(
+    blob_service, container, azurite_connection_string, volumes
+):
+    from retier import storage
+    from retier.emulate import events_for
+    from retier.service import RetierService
+
+    vols = [f"duplicity-full.{T[0]}.vol{i}.difftar.gpg" for i in range(1, volumes + 1)]
+    upload(blob_service, container, dict.fromkeys(vols + FULL_META, 100))
+    meter = Meter()
+    store = BlobStore.from_connection(
+        Connection(connection_string=azurite_connection_string), transport=CountingTransport(meter)
+    )
+    settings = load_settings({"RETIER_STORAGE": azurite_connection_string})
+    events = events_for(store, container, store.list_blobs(container))
+    service = RetierService(settings, store)
+
+    def sent() -> costs.Requests:
+        ops, billable = dict(meter.by_operation), meter.billable
+        meter.reset()
+        lists, others = ops.pop("list", 0), ops.pop("container-properties", 0) + ops.get("batch", 0)
+        assert set(ops) <= {"batch", "set-tier"}, ops
+        return costs.Requests(lists=lists, others=others, writes=billable - lists - others)
+
+    meter.reset()
+    for event in events:  # every object of the set, its manifest last
+        service.handle_event(event)
+    assert sent() == costs.manifest_event_requests(volumes)
+    tiers = {b.name: b.blob_tier for b in blob_service.get_container_client(container).list_blobs()}
+    assert [tiers[v] for v in vols] == ["Cold"] * volumes
+    sweep_container(store, container, settings)  # nothing left to move
+    assert sent() == costs.sweep_requests(len(events))
+    assert costs.BATCH_LIMIT == storage.BATCH_LIMIT  # the handler's batch size, priced
+
+
 # -- the CLI ------------------------------------------------------------------------------------
 
 

@@ -293,14 +293,13 @@ class _Collector:
         if charge:
             report.exposure[tier].add(item.size)
             report.exposure_charge[tier] += charge
-        if move is not None:
-            self.add_move(move)
+        if move is not None:  # only a duplicity object moves: it has a set
+            self.add_move(move, info.label)
 
-    def add_move(self, move: Move) -> None:
+    def add_move(self, move: Move, label: str) -> None:
+        """A planned move of set `label`: counted against its set when it pays early deletion."""
         if not move.early_deletion:
             return
-        name = names.parse(move.name)
-        label = names.set_key(name, **self.prefixes)[0].removesuffix(".manifest").removesuffix(".m")
         trap = self.report.trap_sets.setdefault(label, TrapSet(label))
         trap.blobs += 1
         trap.bytes += move.size
@@ -387,7 +386,7 @@ def build_report(
         for item in store.list_blobs(container, prefix):
             move = planner.feed_relisted(key, item)
             if move is not None:
-                collector.add_move(move)
+                collector.add_move(move, report.sets[key].label)
     report.plan = planner.finish()
     logger.info(
         "cost report %s: listed=%d bytes=%d storage=%.6f/month to_move=%d",

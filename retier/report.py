@@ -27,7 +27,6 @@ from retier.sweep import Move, Plan, Planner, Tally
 
 logger = logging.getLogger(__name__)
 
-KINDS = tuple(k.value for k in Kind)
 UNKNOWN_TIER = "unknown"  # no tier reported (not a standard block blob account)
 MAX_TRAP_SETS = 20  # sets named for the early-deletion charge of the planned moves
 
@@ -38,7 +37,6 @@ class SetInfo:
 
     label: str
     time: datetime | None
-    full: bool
     finished: bool = False
     blobs: int = 0
     volumes: int = 0
@@ -268,9 +266,7 @@ class _Collector:
                 when = instant(end, name.short)
             except (ValueError, OverflowError):
                 when = None
-            info = SetInfo(
-                key[0].removesuffix(".manifest").removesuffix(".m"), when, name.type == "full"
-            )
+            info = SetInfo(key[0].removesuffix(".manifest").removesuffix(".m"), when)
             self.report.sets[key] = info
         return info
 

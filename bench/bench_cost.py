@@ -44,8 +44,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 sys.path.insert(0, str(HERE))
 
 from bench_manifest_event import BenchError, finish, progress
-from bench_manifest_event import parse_sizes as parse_blob_counts
-from bench_sweep import _reset_peak_rss, _rss_kb
+from bench_sweep import _reset_peak_rss, _rss_kb, parse_sizes
 from seeded_azurite import SeededAzurite, SeedError
 from synthetic_backups import backup_history
 
@@ -279,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--sizes",
-        type=lambda text: parse_blob_counts(text, minimum=1000),
+        type=parse_sizes,
         default=[10_000, 100_000],
         help="container sizes in blobs (default 10000,100000)",
     )

@@ -34,9 +34,6 @@ DEFAULT_PRICES: dict = {
     "region": "East US 2",
     "redundancy": "LRS",
     "currency": "USD",
-    # Azure's "GB" in storage billing is 2^30 bytes (Microsoft's answer in MicrosoftDocs/azure-docs
-    # issue 41142, "1 GB is 1,024 MB", and the bandwidth page's 1 TB = 1,024 GB): see GB below.
-    "gb_bytes": 2**30,
     "storage_per_gb_month": {"Hot": 0.0184, "Cool": 0.01, "Cold": 0.0036, "Archive": 0.002},
     # Write operations (Put Blob, Put Block, Put Block List; Set Blob Tier to a colder tier is
     # billed as a write at the destination tier's price).
@@ -86,7 +83,6 @@ DEFAULT_PRICES: dict = {
         "other_per_10k": "azure.microsoft.com/pricing/details/storage/blobs (not verified here)",
         "operation types": "learn.microsoft.com/azure/storage/blobs/map-rest-apis-transaction-categories",
         "minimum_days": "learn.microsoft.com/azure/storage/blobs/access-tiers-overview",
-        "gb_bytes": "github.com/MicrosoftDocs/azure-docs/issues/41142; azure.microsoft.com/pricing/details/bandwidth",
         "event_grid_per_million": "azure.microsoft.com/pricing/details/event-grid (not verified here)",
         "functions_per_million_executions": "azure.microsoft.com/pricing/details/functions, Flex "
         "Consumption on demand (not verified here; quoted by modal.com, 2025-05-22)",
@@ -95,7 +91,10 @@ DEFAULT_PRICES: dict = {
 
 PRICES_SETTING = "RETIER_PRICES"
 # The one gigabyte of this project: Azure bills storage, retrieval and bandwidth per "GB" meaning
-# 2^30 bytes. Every conversion from bytes to billed GB (and every GB shown next to a price) uses it.
+# 2^30 bytes (Microsoft's answer in github.com/MicrosoftDocs/azure-docs/issues/41142, "1 GB is
+# 1,024 MB", and azure.microsoft.com/pricing/details/bandwidth's 1 TB = 1,024 GB). Every
+# conversion from bytes to billed GB (and every GB shown next to a price) uses it. It is not a
+# price-table key: RETIER_PRICES cannot change what Azure means by a gigabyte.
 GB = 2**30
 # A price table older than this is flagged as stale by `retier prices`.
 STALE_AFTER_DAYS = 365
@@ -175,18 +174,20 @@ def early_deletion(
     size: int, tier: str, since: datetime | None, now: datetime, prices: dict
 ) -> float:
     """Charge for leaving `tier` before its minimum days: the remaining days, prorated."""
-    minimum = prices["minimum_days"].get(tier, 0)
-    if not minimum or since is None:
+    if since is None:
         return 0.0
-    days = max((now - since).total_seconds() / 86400, 0.0)
-    if days >= minimum:
-        return 0.0
-    return early_deletion_for_days(size, tier, days, prices)
+    return early_deletion_for_days(size, tier, (now - since).total_seconds() / 86400, prices)
 
 
 def early_deletion_for_days(size: float, tier: str, days: float, prices: dict) -> float:
-    """The early-deletion charge of `size` bytes that leave `tier` after `days` in it."""
-    remaining = max(prices["minimum_days"].get(tier, 0) - days, 0.0)
+    """The early-deletion charge of `size` bytes that leave `tier` after `days` in it.
+
+    Nothing for a tier with no minimum (Hot, or a tier the table does not price), nor once the
+    minimum is over.
+    """
+    remaining = prices["minimum_days"].get(tier, 0) - max(days, 0.0)
+    if remaining <= 0:
+        return 0.0
     return (
         remaining
         / EARLY_DELETION_DAYS_PER_MONTH

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from retier import names
 from retier.emulate import events_for
+from retier.names import Kind
 from retier.service import HANDLED, IGNORED, RetierService
 from retier.settings import load_settings
-from retier.storage import BlobStore
+from retier.storage import BlobItem, BlobStore
 
 PASSPHRASE = "retier-demo-passphrase"  # a throwaway key for throwaway local data
 
@@ -203,12 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"  collection-status: ok ({len(sets)} backup sets listed)")
 
-    final = {item.name: item.tier for item in store.list_blobs(args.container)}
+    listed = list(store.list_blobs(args.container))
+    final = {item.name: item.tier for item in listed}
     bad = [o for o in outcomes if o.status not in (HANDLED, IGNORED) or o.failures]
     volumes = [n for n in final if names.parse(n).kind.value == "volume"]
     wrong = [n for n in volumes if final[n] != settings.policy.volume_tier]
     wrong += [n for n, t in final.items() if names.parse(n).is_metadata and t != before.get(n)]
-    bill = the_bill(store, settings, args.container, before)  # before the container goes
+    bill = the_bill(listed, settings.policy.volume_tier, before)
     if not args.keep:
         store.delete_container(args.container)
         shutil.rmtree(work, ignore_errors=True)
@@ -231,23 +233,25 @@ def main(argv: list[str] | None = None) -> int:
 HOME_SCHEDULE = {"source_gb": 500, "daily_change_pct": 1, "full_every_days": 30, "keep_days": 180}
 
 
-def the_bill(store: BlobStore, settings, container: str, before: dict) -> list[str]:
-    """The demo container's monthly storage before and after retier, and the same on a real schedule."""
+def the_bill(items: list[BlobItem], volume_tier: str, before: dict) -> list[str]:
+    """The demo container's monthly storage before and after retier, and the same on a real schedule.
+
+    `items` is the container's listing, `before` each blob's tier when it was first seen.
+    """
     from retier import costs
     from retier.model import Schedule, run_model
-    from retier.report import build_report
+    from retier.report import priced_tier
 
     prices = costs.load_prices()
-    report = build_report(store, container, settings, prices)
     cur = prices["currency"]
-    # Before: every blob where duplicity uploaded it (the tier each had when first seen).
-    was = sum(
-        costs.storage_per_month(item.size, before.get(item.name) or "Hot", prices)
-        for item in store.list_blobs(container)
-    )
-    now = report.storage_per_month
-    tier = settings.policy.volume_tier
-    volumes = sum(t.bytes for (kind, _), t in report.by_kind_tier().items() if kind == "volume")
+
+    def per_month(tier_of) -> float:
+        return sum(costs.storage_per_month(i.size, priced_tier(tier_of(i)), prices) for i in items)
+
+    was = per_month(lambda i: before.get(i.name))  # where duplicity uploaded it
+    now = per_month(lambda i: i.tier)
+    total = sum(i.size for i in items)
+    volumes = sum(i.size for i in items if names.parse(i.name).kind is Kind.VOLUME)
     lines = [
         (
             f"the bill ({prices['region']} {prices['redundancy']} prices as of {prices['as_of']}; "
@@ -256,19 +260,19 @@ def the_bill(store: BlobStore, settings, container: str, before: dict) -> list[s
         (
             f"  this container: {costs.format_money(was, cur)}/month as uploaded -> "
             f"{costs.format_money(now, cur)}/month now: {now / was:.0%} of before "
-            f"(volumes are {volumes / max(report.total.bytes, 1):.0%} of its bytes)"
+            f"(volumes are {volumes / max(total, 1):.0%} of its bytes)"
         ),
     ]
     schedule = Schedule(**HOME_SCHEDULE)
     result = run_model(schedule, prices)
     hot = result.by_name("all-Hot")
-    ours = result.by_name(f"volumes-{tier}")
+    ours = result.by_name(f"volumes-{volume_tier}")
     lines += [
         (
             f"  on a real schedule ({schedule.source_gb:g} GB, {schedule.daily_change_pct:g} % a day, "
             f"a full every {schedule.full_every_days} days, kept {schedule.keep_days} days): storage "
             f"{costs.format_money(hot.storage, cur)}/month all-Hot -> "
-            f"{costs.format_money(ours.storage, cur)} with volumes {tier}: "
+            f"{costs.format_money(ours.storage, cur)} with volumes {volume_tier}: "
             f"{ours.storage / hot.storage:.0%} of before; everything included "
             f"{costs.format_money(hot.total, cur)} -> {costs.format_money(ours.total, cur)}/month"
         ),

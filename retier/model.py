@@ -17,7 +17,7 @@ changes, restore-hold reads, the daily sweep, Event Grid and Function executions
 (a set deleted before its tier's minimum days pays the remaining days) and restores (R a year of
 the latest chain: retrieval per GB and read requests, and out of Archive the rehydration with
 Standard priority, its early deletion, a day in Hot and the move back). `ASSUMPTIONS` lists every
-simplification; the CLI's --help and the README repeat it.
+simplification; the CLI's --help prints it and the README sums it up.
 """
 
 from __future__ import annotations
@@ -43,44 +43,56 @@ SIGNATURE_FRACTION = 0.01
 REHYDRATED_DAYS = 1.0
 UPLOAD_TIER = "Hot"  # the account's default access tier, where every upload lands
 
+# Every simplification, one a line: `--json` lists them and `retier cost --help` prints them.
 ASSUMPTIONS = (
-    "one backup a day: a full every D days, an incremental on each other day of PCT % of the source",
     (
-        "no compression: duplicity's encrypted volumes are the size of the data they hold "
-        "(true for incompressible data), --volsize MB each (the last one of a set smaller)"
-    ),
-    "signatures are 1 % of the data of their set; manifests are negligible in size",
-    (
-        "duplicity remove-older-than K runs after every backup and deletes a chain once its last set "
-        "is older than K days: a full lives D + K days, the j-th incremental D + K - j"
+        "one backup a day: a full every D days (--full-every-days), an incremental each other day "
+        "holding PCT % of the source (--daily-change)"
     ),
     (
-        "volumes-* strategies: retier moves a set's volumes when its manifest lands, minutes after "
-        "the upload (no time in Hot is charged); manifests and signatures stay Hot; all-Cool sets "
-        "every object to Cool right after its upload, as duplicity's --azure-blob-tier does"
+        "no compression (duplicity's encrypted volumes are as big as incompressible data): volumes "
+        "of --volsize-mb MB (MiB), the last one of a set smaller; signatures 1 % of the data of "
+        "their set; manifests negligible in size"
     ),
     (
-        "uploads: one Put Blob up to 64 MiB, else 4 MiB Put Blocks and a Put Block List (the storage "
-        "SDK's defaults, which duplicity's Azure backend keeps), billed as writes in Hot"
+        "`duplicity remove-older-than K` after every backup (--keep-days K): duplicity deletes a "
+        "chain only once its LAST set is older than K days, so a full lives D + K days and its "
+        "j-th incremental D + K - j days: chains outlive K by up to D days"
     ),
     (
-        "retier's own cost: every BlobCreated event is delivered (no Event Grid advanced filter), a "
-        "volume's event costs one listing, the manifest's the set's listing, a restore-hold read and "
-        "the tier changes; a sweep a day lists the container; Event Grid's and Functions' free grants "
-        "are retier's alone"
+        "strategies: all-Hot (duplicity's default), all-Cool (duplicity's --azure-blob-tier Cool: "
+        "each object set to Cool right after its upload), volumes-Cool/-Cold/-Archive (retier "
+        "moves each finished set's volumes when its manifest lands, minutes after the upload, so "
+        "no time in Hot is charged; manifests and signatures stay Hot)"
     ),
     (
-        "restores: R a year of the latest chain (full and the incrementals so far, on a random day "
-        "of the chain); Hot/Cool/Cold: read requests (32 MiB, then 4 MiB ranges) and retrieval per "
-        "GB; Archive: Standard priority rehydration to Hot (read request and retrieval per GB at "
-        "Archive's price), early deletion of the volumes archived under 180 days, a day in Hot, "
-        "reads in Hot and one write per volume back to Archive"
+        "storage: the average bytes kept, at each tier's price per GB-month (GB = 2^30 bytes, as "
+        "Azure bills it; a month is 365.25/12 days)"
     ),
     (
-        "not counted, the same in every strategy: duplicity's own listings and manifest reads, data "
-        "egress of a restore, the Function app's own storage account"
+        "operations: uploads (one Put Blob up to 64 MiB, else 4 MiB Put Blocks and a Put Block "
+        "List, the storage SDK's defaults that duplicity's Azure backend keeps, billed as Hot "
+        "writes); for retier, each finished set's manifest event (the set's listing and its tier "
+        "changes, a write at the destination each, in batches of up to 256; a volume's event makes "
+        "no request), a daily sweep (the container's listing and the restore-hold read), and an "
+        "Event Grid delivery and a Function execution for every BlobCreated (no Event Grid filter: "
+        "an upper bound); the free grants, taken as retier's alone, usually cover those entirely"
     ),
-    "GB means 2^30 bytes, as Azure bills it; a month is 365.25/12 days",
+    (
+        "early deletion: a set deleted before its tier's minimum (Cool 30, Cold 90, Archive 180 "
+        "days) pays the remaining days"
+    ),
+    (
+        "restores (--restores-per-year R): the latest chain on a random day of it; Hot/Cool/Cold: "
+        "Get Blob requests (32 MiB, then 4 MiB ranges) and retrieval per GB; Archive: "
+        "Standard-priority rehydration to Hot (High costs five times more per GB), a read request "
+        "and retrieval per GB at Archive's price, the early deletion of volumes archived under 180 "
+        "days, a day in Hot, the reads, and a write per volume back to Archive"
+    ),
+    (
+        "not counted (the same for every strategy): duplicity's own listings and manifest reads, "
+        "egress of restored data, the Function app's own storage account"
+    ),
 )
 
 

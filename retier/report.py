@@ -27,7 +27,6 @@ from retier.sweep import Move, Plan, Planner, Tally
 
 logger = logging.getLogger(__name__)
 
-KINDS = tuple(k.value for k in Kind)
 UNKNOWN_TIER = "unknown"  # no tier reported (not a standard block blob account)
 MAX_TRAP_SETS = 20  # sets named for the early-deletion charge of the planned moves
 
@@ -38,7 +37,6 @@ class SetInfo:
 
     label: str
     time: datetime | None
-    full: bool
     finished: bool = False
     blobs: int = 0
     volumes: int = 0
@@ -100,11 +98,12 @@ class ContainerReport:
             out[tier].add(tally.bytes, tally.count)
         return out
 
+    def charge(self, tier: str, size: float) -> float:
+        """The monthly storage charge of `size` bytes in `tier` (no standard tier: priced as Hot)."""
+        return costs.storage_per_month(size, priced_tier(tier), self.prices)
+
     def per_month(self, tally_by_tier: dict[str, Tally]) -> float:
-        return sum(
-            costs.storage_per_month(t.bytes, priced_tier(tier), self.prices)
-            for tier, t in tally_by_tier.items()
-        )
+        return sum(self.charge(tier, t.bytes) for tier, t in tally_by_tier.items())
 
     @property
     def total(self) -> Tally:
@@ -166,23 +165,18 @@ class ContainerReport:
         now_per_month, after = self.storage_per_month, self.after_moves_per_month
         hot, cool = self.all_hot_per_month, self.all_cool_per_month
 
+        def row(tier: str, t: Tally) -> dict:
+            return {"blobs": t.count, "bytes": t.bytes, "per_month": self.charge(tier, t.bytes)}
+
         def tiers(rows: dict[str, Tally]) -> dict:
             return {
-                tier: {
-                    "blobs": t.count,
-                    "bytes": t.bytes,
-                    "per_month": costs.storage_per_month(t.bytes, priced_tier(tier), self.prices),
-                }
+                tier: row(tier, t)
                 for tier, t in sorted(rows.items(), key=lambda kv: _tier_rank(kv[0]))
             }
 
         by_kind: dict[str, dict] = defaultdict(dict)
         for (kind, tier), t in sorted(self.by_kind_tier().items()):
-            by_kind[kind][tier] = {
-                "blobs": t.count,
-                "bytes": t.bytes,
-                "per_month": costs.storage_per_month(t.bytes, priced_tier(tier), self.prices),
-            }
+            by_kind[kind][tier] = row(tier, t)
         moves = plan.moves
         spm = self.sets_per_month()
         return {
@@ -272,9 +266,7 @@ class _Collector:
                 when = instant(end, name.short)
             except (ValueError, OverflowError):
                 when = None
-            info = SetInfo(
-                key[0].removesuffix(".manifest").removesuffix(".m"), when, name.type == "full"
-            )
+            info = SetInfo(key[0].removesuffix(".manifest").removesuffix(".m"), when)
             self.report.sets[key] = info
         return info
 
@@ -292,21 +284,18 @@ class _Collector:
                 info.volumes += 1
             elif name.kind is Kind.MANIFEST and not name.par2:
                 info.finished = True
-        minimum = report.prices["minimum_days"].get(tier, 0)
         since = item.tier_change_time or item.creation_time
-        if minimum and since is not None:
-            charge = costs.early_deletion(item.size, tier, since, report.now, report.prices)
-            if charge:
-                report.exposure[tier].add(item.size)
-                report.exposure_charge[tier] += charge
-        if move is not None:
-            self.add_move(move)
+        charge = costs.early_deletion(item.size, tier, since, report.now, report.prices)
+        if charge:
+            report.exposure[tier].add(item.size)
+            report.exposure_charge[tier] += charge
+        if move is not None:  # only a duplicity object moves: it has a set
+            self.add_move(move, info.label)
 
-    def add_move(self, move: Move) -> None:
+    def add_move(self, move: Move, label: str) -> None:
+        """A planned move of set `label`: counted against its set when it pays early deletion."""
         if not move.early_deletion:
             return
-        name = names.parse(move.name)
-        label = names.set_key(name, **self.prefixes)[0].removesuffix(".manifest").removesuffix(".m")
         trap = self.report.trap_sets.setdefault(label, TrapSet(label))
         trap.blobs += 1
         trap.bytes += move.size
@@ -393,7 +382,7 @@ def build_report(
         for item in store.list_blobs(container, prefix):
             move = planner.feed_relisted(key, item)
             if move is not None:
-                collector.add_move(move)
+                collector.add_move(move, report.sets[key].label)
     report.plan = planner.finish()
     logger.info(
         "cost report %s: listed=%d bytes=%d storage=%.6f/month to_move=%d",

@@ -269,6 +269,14 @@ def test_the_readme_table_is_what_the_model_says():
         ], s.name
     hot = result.by_name("all-Hot").total
     archive, cold = result.by_name("volumes-Archive").total, result.by_name("volumes-Cold").total
-    assert f"Archive costs {archive / hot:.0%} of all-Hot and Cold {cold / hot:.0%}".replace(
-        "%", " %"
-    ) in " ".join(readme.split())
+    text = " ".join(readme.split())
+    assert (
+        f"Archive costs {archive / hot:.0%} of all-Hot and Cold {cold / hot:.0%}".replace("%", " %")
+        in text
+    )
+    short = run_model(Schedule(500, 1, 30, 90), PRICES)
+    archive, cold = short.by_name("volumes-Archive"), short.by_name("volumes-Cold")
+    assert (
+        f"monthly fulls kept 90 days: {archive.total:.2f} USD with {archive.early_deletion:.2f} of "
+        f"early deletion, against {cold.total:.2f} for Cold"
+    ) in text

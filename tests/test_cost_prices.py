@@ -18,7 +18,7 @@ MANIFEST = f"duplicity-full.{T}.manifest.gpg"
 
 
 def test_one_gigabyte_everywhere_is_two_to_the_thirtieth():
-    assert costs.GB == 2**30 == costs.DEFAULT_PRICES["gb_bytes"]
+    assert costs.GB == 2**30
     prices = costs.load_prices({})
     assert costs.storage_per_month(3 * 2**30, "Cold", prices) == pytest.approx(
         3 * prices["storage_per_gb_month"]["Cold"], rel=1e-15
@@ -74,6 +74,11 @@ def test_early_deletion_is_the_remaining_days_prorated():
     assert costs.early_deletion(size, "Cool", NOW - timedelta(days=30), NOW, prices) == 0
     assert costs.early_deletion(size, "Hot", NOW, NOW, prices) == 0
     assert costs.early_deletion(size, "Cold", None, NOW, prices) == 0
+    assert costs.early_deletion(size, "P10", NOW, NOW, prices) == 0  # a tier with no price
+    # a tier change time ahead of our clock counts as just now: the whole minimum
+    assert costs.early_deletion(size, "Cool", NOW + timedelta(hours=1), NOW, prices) == (
+        pytest.approx(cool * 10)
+    )
 
 
 def test_the_event_handler_request_counts_are_one_function_of_the_volumes():

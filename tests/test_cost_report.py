@@ -174,6 +174,42 @@ def test_cadence_and_retier_cost_come_from_the_manifests(
     assert [u.label for u in report.plan.unfinished] == [f"duplicity-inc.{T[1]}.to.{T[2]}"]
 
 
+@pytest.mark.parametrize("volumes", [1, 3])
+def test_retiers_own_cost_counts_what_the_handler_and_the_sweep_send(
+    blob_service, container, azurite_connection_string, volumes
+):
+    from retier import storage
+    from retier.emulate import events_for
+    from retier.service import RetierService
+
+    vols = [f"duplicity-full.{T[0]}.vol{i}.difftar.gpg" for i in range(1, volumes + 1)]
+    upload(blob_service, container, dict.fromkeys(vols + FULL_META, 100))
+    meter = Meter()
+    store = BlobStore.from_connection(
+        Connection(connection_string=azurite_connection_string), transport=CountingTransport(meter)
+    )
+    settings = load_settings({"RETIER_STORAGE": azurite_connection_string})
+    events = events_for(store, container, store.list_blobs(container))
+    service = RetierService(settings, store)
+
+    def sent() -> costs.Requests:
+        ops, billable = dict(meter.by_operation), meter.billable
+        meter.reset()
+        lists, others = ops.pop("list", 0), ops.pop("container-properties", 0) + ops.get("batch", 0)
+        assert set(ops) <= {"batch", "set-tier"}, ops
+        return costs.Requests(lists=lists, others=others, writes=billable - lists - others)
+
+    meter.reset()
+    for event in events:  # every object of the set, its manifest last
+        service.handle_event(event)
+    assert sent() == costs.manifest_event_requests(volumes)
+    tiers = {b.name: b.blob_tier for b in blob_service.get_container_client(container).list_blobs()}
+    assert [tiers[v] for v in vols] == ["Cold"] * volumes
+    sweep_container(store, container, settings)  # nothing left to move
+    assert sent() == costs.sweep_requests(len(events))
+    assert costs.BATCH_LIMIT == storage.BATCH_LIMIT  # the handler's batch size, priced
+
+
 # -- the CLI ------------------------------------------------------------------------------------
 
 
@@ -406,13 +442,14 @@ def test_the_demo_ends_with_the_bill_before_and_after_and_on_a_real_schedule(
     vols = [f"duplicity-full.{T[0]}.vol{i}.difftar.gpg" for i in (1, 2, 3)]
     sizes = {v: MIB for v in vols} | {FULL_META[0]: MIB, FULL_META[1]: MIB}
     upload(blob_service, container, sizes, dict.fromkeys(vols, "Cold"))
-    settings = load_settings({"RETIER_STORAGE": azurite_connection_string})
-    store = BlobStore.from_connection(settings.connection)
-    lines = the_bill(store, settings, container, dict.fromkeys(sizes, "Hot"))
+    store = BlobStore.from_connection(Connection(connection_string=azurite_connection_string))
+    listed = list(store.list_blobs(container))
+    lines = the_bill(listed, "Cold", dict.fromkeys(sizes, "Hot"))
     p = costs.DEFAULT_PRICES["storage_per_gb_month"]
     was, now = 5 * p["Hot"] / 1024, (3 * p["Cold"] + 2 * p["Hot"]) / 1024
     assert f"{costs.format_money(was, 'USD')}/month as uploaded" in lines[1]
     assert f"{costs.format_money(now, 'USD')}/month now: {now / was:.0%} of before" in lines[1]
+    assert "(volumes are 60% of its bytes)" in lines[1]
     result = run_model(Schedule(**HOME_SCHEDULE), costs.DEFAULT_PRICES)
     hot, cold = result.by_name("all-Hot"), result.by_name("volumes-Cold")
     assert f"{cold.storage / hot.storage:.0%} of before" in lines[2]

@@ -4,35 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from retier.cli.common import EXIT_OK, UsageError, human_bytes, make_service, print_json
+from retier.costs import format_money
+from retier.model import ASSUMPTIONS
 
-MODEL_EPILOG = """\
-how the model works (--model), every assumption:
-  - one backup a day: a full every D days (--full-every-days), an incremental each other day
-    holding PCT % of the source (--daily-change); no compression (duplicity's encrypted volumes
-    are as big as incompressible data), volumes of --volsize-mb MB (MiB), signatures 1 % of the data
-  - `duplicity remove-older-than K` after every backup (--keep-days K): duplicity deletes a chain
-    only once its LAST set is older than K days, so a full lives D + K days and its j-th
-    incremental D + K - j days: chains outlive K by up to D days
-  - strategies: all-Hot (duplicity's default), all-Cool (duplicity's --azure-blob-tier Cool: each
-    object set to Cool after upload), volumes-Cool/-Cold/-Archive (retier moves each finished
-    set's volumes when its manifest lands; manifests and signatures stay Hot)
-  - storage: the average bytes kept, at each tier's price per GB-month (GB = 2^30 bytes)
-  - operations: uploads (one Put Blob up to 64 MiB, else 4 MiB Put Blocks and a Put Block List,
-    the storage SDK's defaults that duplicity keeps, billed as Hot writes); for retier its
-    listings, restore-hold reads, tier changes (a write at the destination), a daily sweep,
-    Event Grid operations and Function executions (every BlobCreated delivered; free grants
-    applied, which usually cover retier entirely)
-  - early deletion: a set deleted before its tier's minimum (Cool 30, Cold 90, Archive 180 days)
-    pays the remaining days
-  - restores (--restores-per-year R): the latest chain on a random day of it; Hot/Cool/Cold:
-    Get Blob requests and retrieval per GB; Archive: Standard-priority rehydration to Hot
-    (High costs five times more per GB), its early deletion, a day in Hot, reads, the way back
-  - not counted (the same for every strategy): duplicity's own listings and manifest reads,
-    egress of restored data, the Function app's own storage account
-  - recommended: the cheapest total. Prices: `retier prices` (RETIER_PRICES overrides them)
-"""
+MODEL_EPILOG = (
+    "how the model works (--model), every assumption:\n"
+    + "".join(
+        textwrap.fill(
+            assumption,
+            98,
+            initial_indent="  - ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+        + "\n"
+        for assumption in ASSUMPTIONS
+    )
+    + "  - recommended: the cheapest total. Prices: `retier prices` (RETIER_PRICES overrides them)\n"
+)
 
 EPILOG = (
     """\
@@ -56,19 +49,10 @@ the container report (--container):
 )
 
 
-def _money(value: float, currency: str) -> str:
-    from retier.costs import format_money
-
-    return format_money(value, currency)
-
-
 # -- cost --container -----------------------------------------------------------------------------
 
 
 def _print_report(report) -> None:
-    from retier import costs
-    from retier.report import priced_tier
-
     out = sys.stdout.write
     cur = report.prices["currency"]
     plan = report.plan
@@ -85,40 +69,40 @@ def _print_report(report) -> None:
         )
     out(f"  {'kind':<11} {'tier':<9} {'blobs':>9} {'size':>11} {'per month':>16}\n")
     for (kind, tier), t in sorted(report.by_kind_tier().items()):
-        price = costs.storage_per_month(t.bytes, priced_tier(tier), report.prices)
+        price = report.charge(tier, t.bytes)
         out(
-            f"  {kind:<11} {tier:<9} {t.count:>9,} {human_bytes(t.bytes):>11} {_money(price, cur):>16}\n"
+            f"  {kind:<11} {tier:<9} {t.count:>9,} {human_bytes(t.bytes):>11} {format_money(price, cur):>16}\n"
         )
     now, hot, cool = report.storage_per_month, report.all_hot_per_month, report.all_cool_per_month
     after = report.after_moves_per_month
-    out(f"  storage now:            {_money(now, cur)}/month\n")
+    out(f"  storage now:            {format_money(now, cur)}/month\n")
     out(
-        f"  the same bytes all-Hot: {_money(hot, cur)}/month (duplicity's default): "
-        f"saving {_money(hot - now, cur)}\n"
+        f"  the same bytes all-Hot: {format_money(hot, cur)}/month (duplicity's default): "
+        f"saving {format_money(hot - now, cur)}\n"
     )
     out(
-        f"  the same bytes all-Cool: {_money(cool, cur)}/month (--azure-blob-tier Cool): "
-        f"saving {_money(cool - now, cur)}\n"
+        f"  the same bytes all-Cool: {format_money(cool, cur)}/month (--azure-blob-tier Cool): "
+        f"saving {format_money(cool - now, cur)}\n"
     )
     moves = plan.moves
     if moves.count:
         out(
             f"  still to move to {report.volume_tier}: {moves.count:,} volumes, "
             f"{human_bytes(moves.bytes)} (what `retier sweep --dry-run` moves); then "
-            f"{_money(after, cur)}/month, saving {_money(hot - after, cur)} against all-Hot\n"
+            f"{format_money(after, cur)}/month, saving {format_money(hot - after, cur)} against all-Hot\n"
         )
     else:
         out(f"  nothing left to move to {report.volume_tier}\n")
     if plan.early_deletion.count:
         out(
             f"  early deletion of those moves: {plan.early_deletion.count:,} volume(s) set "
-            f"Cool/Cold less than 30/90 days ago: ~{_money(plan.early_deletion_charge, cur)} "
+            f"Cool/Cold less than 30/90 days ago: ~{format_money(plan.early_deletion_charge, cur)} "
             "(wait, or accept it):\n"
         )
         named = report.trap_sets_named()
         for t in named:
             out(
-                f"    {t.label}: {t.blobs} volume(s), {human_bytes(t.bytes)}, ~{_money(t.charge, cur)}\n"
+                f"    {t.label}: {t.blobs} volume(s), {human_bytes(t.bytes)}, ~{format_money(t.charge, cur)}\n"
             )
         if len(report.trap_sets) > len(named):
             out(f"    ... and {len(report.trap_sets) - len(named)} more sets\n")
@@ -127,7 +111,7 @@ def _print_report(report) -> None:
         for tier, t in report.exposure.items():
             out(
                 f"    {tier:<8} {t.count:>9,} blobs {human_bytes(t.bytes):>11}  "
-                f"~{_money(report.exposure_charge[tier], cur)}\n"
+                f"~{format_money(report.exposure_charge[tier], cur)}\n"
             )
     for u in plan.unfinished:
         age = u.age_days(report.now)
@@ -145,10 +129,10 @@ def _print_report(report) -> None:
     )
     out(
         f"  retier itself, for {cadence}, {rc.volumes_per_set:.1f} volumes each: "
-        f"~{_money(rc.total, cur)}/month ({rc.requests.writes:,.0f} tier changes, "
-        f"{rc.requests.lists:,.0f} listings: {_money(rc.storage_operations, cur)}; Event Grid "
-        f"{rc.event_grid_operations:,.0f} operations: {_money(rc.event_grid, cur)}; "
-        f"{rc.executions:,.0f} Function executions: {_money(rc.functions, cur)}"
+        f"~{format_money(rc.total, cur)}/month ({rc.requests.writes:,.0f} tier changes, "
+        f"{rc.requests.lists:,.0f} listings: {format_money(rc.storage_operations, cur)}; Event Grid "
+        f"{rc.event_grid_operations:,.0f} operations: {format_money(rc.event_grid, cur)}; "
+        f"{rc.executions:,.0f} Function executions: {format_money(rc.functions, cur)}"
         f"{' (inside the free grant)' if rc.functions == 0 and rc.executions else ''})\n"
     )
 
@@ -230,15 +214,15 @@ def _print_model(result) -> None:
     best = result.recommended.name
     for x in result.strategies:
         out(
-            f"  {x.name:<16} {_money(x.storage, cur):>12} {_money(x.operations, cur):>12} "
-            f"{_money(x.early_deletion, cur):>12} {_money(x.restores, cur):>12} "
-            f"{_money(x.total, cur):>14}{'  <- cheapest' if x.name == best else ''}\n"
+            f"  {x.name:<16} {format_money(x.storage, cur):>12} {format_money(x.operations, cur):>12} "
+            f"{format_money(x.early_deletion, cur):>12} {format_money(x.restores, cur):>12} "
+            f"{format_money(x.total, cur):>14}{'  <- cheapest' if x.name == best else ''}\n"
         )
     hot = result.by_name("all-Hot").total
     rec = result.recommended
     out(
-        f"  recommended: {rec.name} ({_money(rec.total, cur)}/month, "
-        f"{rec.total / hot:.0%} of all-Hot's {_money(hot, cur)})\n"
+        f"  recommended: {rec.name} ({format_money(rec.total, cur)}/month, "
+        f"{rec.total / hot:.0%} of all-Hot's {format_money(hot, cur)})\n"
         f"  prices as of {result.prices_as_of}; every assumption: retier cost --help\n"
     )
 

@@ -12,11 +12,11 @@ from retier.cli.common import (
     UsageError,
     human_bytes,
     make_service,
-    money,
     print_json,
     read_text,
 )
 from retier.cli.sweep import print_report
+from retier.costs import format_money as money
 
 
 def _restore_plan(args, service):

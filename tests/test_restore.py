@@ -269,7 +269,7 @@ def test_cli_restore_commands_from_plan_to_release(
     }
 
     released = run_retier("release", "--container", container, "--now", env=env)
-    assert released.returncode == 0 and "lifted" in released.stdout
+    assert released.returncode == 0 and "lifted (restore since " in released.stdout
     assert store.get_hold(container) is None
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}
 

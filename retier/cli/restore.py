@@ -236,11 +236,10 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     service = make_service()
     container = args.container
-    hold = service.store.get_hold(container)
     prices = (
         load_prices() if args.now else None
     )  # before anything changes: a bad RETIER_PRICES stops here
-    service.store.clear_hold(container)
+    hold = service.store.clear_hold(container)
     print(f"{container}: restore hold {'lifted (' + hold + ')' if hold else 'was not set'}")
     if not args.now:
         print(

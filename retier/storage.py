@@ -114,14 +114,12 @@ class AccountInfo:
 
     sku_name: str | None
     account_kind: str | None
-    is_hns_enabled: bool | None
 
 
 @dataclass(frozen=True)
 class StoredBlob:
     """A blob's bytes as read, with the ETag they had (for a delete that must not lose a newer write)."""
 
-    name: str
     data: bytes
     etag: str | None
 
@@ -250,9 +248,7 @@ class BlobStore:
         """SKU and kind of the account (one request; an identity needs .../blobServices/getInfo/action)."""
         with _translated("get account information"):
             info = self._client.get_account_information()
-        return AccountInfo(
-            info.get("sku_name"), info.get("account_kind"), info.get("is_hns_enabled")
-        )
+        return AccountInfo(info.get("sku_name"), info.get("account_kind"))
 
     def probe_blob_write(self, container: str, name: str) -> None:
         """Ask to write a blob's metadata on a condition no blob meets: it changes nothing, and says
@@ -297,7 +293,7 @@ class BlobStore:
         with _translated(f"read {container}/{name}"):
             downloader = self._client.get_container_client(container).download_blob(name)
             data = downloader.readall()
-        return StoredBlob(name, data, downloader.properties.etag)
+        return StoredBlob(data, downloader.properties.etag)
 
     def write_blob(self, container: str, name: str, data: bytes) -> None:
         """Create or replace a small blob."""

@@ -473,13 +473,14 @@ def wait_until_online(
 ) -> RestorePlan:
     """Poll until no volume is rehydrating any more; returns the last state seen.
 
-    Then every volume is online, or some are still archived with nothing on its way (waiting
-    longer would never end): the caller tells the two apart.
+    `plan` is the first state seen (the caller has just listed it): it is re-read only after each
+    wait. Then every volume is online, or some are still archived with nothing on its way
+    (waiting longer would never end): the caller tells the two apart.
     """
     while True:
-        plan = refresh(store, plan)
         if on_poll:
             on_poll(plan)
         if not plan.by_state()["rehydrating"]:
             return plan
         sleep(interval)
+        plan = refresh(store, plan)

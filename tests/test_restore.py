@@ -7,6 +7,7 @@ import json
 import pytest
 
 from retier.emulate import blob_created_event
+from retier.metering import CountingTransport, Meter
 from retier.restore import (
     RestoreError,
     plan_restore,
@@ -221,15 +222,22 @@ def test_status_wait_polls_through_the_pending_state_until_all_online(
     assert {v.state for v in final.volumes} == {"online"} and {v.tier for v in final.volumes} == {
         "Cool"
     }
-    assert seen == [0, len(VOLUMES)] and sleeps == [60]
+    # `pending` as given, then one re-read per wait: the stand-in's last pending listing, then online
+    assert seen == [0, 0, len(VOLUMES)] and sleeps == [60, 60]
 
 
-def test_wait_stops_when_archived_volumes_are_not_on_their_way(archived, container):
-    _, store, settings = archived
+def test_wait_stops_when_archived_volumes_are_not_on_their_way_without_listing_again(
+    archived, container, azurite_connection_string
+):
+    _, _, settings = archived
+    meter = Meter()
+    store = BlobStore.from_connection(settings.connection, transport=CountingTransport(meter))
     plan = plan_restore(store, container, settings)
+    meter.reset()
     sleeps = []
     final = wait_until_online(store, plan, interval=1, sleep=sleeps.append)
     assert sleeps == [] and len(final.by_state()["archived"]) == len(VOLUMES)
+    assert meter.round_trips == 0  # the plan was just listed: nothing to re-read before a wait
 
 
 def test_cli_restore_commands_from_plan_to_release(

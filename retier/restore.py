@@ -212,21 +212,14 @@ class RestorePlan:
     def estimate(
         self, priority: str, prices: dict, now: datetime | None = None
     ) -> costs.RehydrationEstimate:
-        archived = [(v.size, v.archived_since) for v in self.by_state()["archived"]]
-        return costs.rehydration_estimate(
-            archived, priority, now or datetime.now(timezone.utc), prices
-        )
+        """What rehydrating the plan's archived blobs costs (those already on their way excluded)."""
+        return _estimate(self.volumes, priority, prices, now)
 
     def recovery_estimate(
         self, priority: str, prices: dict, now: datetime | None = None
     ) -> costs.RehydrationEstimate:
         """What adding the left-out par2 recovery blocks (--with-par2) would cost."""
-        archived = [
-            (v.size, v.archived_since) for v in self.recovery_left_out if v.tier == "Archive"
-        ]
-        return costs.rehydration_estimate(
-            archived, priority, now or datetime.now(timezone.utc), prices
-        )
+        return _estimate(self.recovery_left_out, priority, prices, now)
 
     def to_dict(self, prices: dict | None = None) -> dict:
         states = self.by_state()
@@ -252,7 +245,7 @@ class RestorePlan:
             "par2_recovery_left_out": {
                 "blobs": len(self.recovery_left_out),
                 "bytes": sum(v.size for v in self.recovery_left_out),
-                "archived": sum(v.tier == "Archive" for v in self.recovery_left_out),
+                "archived": sum(v.state == "archived" for v in self.recovery_left_out),
             },
         }
         if prices is not None:
@@ -263,6 +256,14 @@ class RestorePlan:
                 "source": prices.get("source"),
             }
         return out
+
+
+def _estimate(
+    blobs: list[Volume], priority: str, prices: dict, now: datetime | None
+) -> costs.RehydrationEstimate:
+    """Rehydrating the archived ones of `blobs`: what `rehydrate` would request."""
+    archived = [(v.size, v.archived_since) for v in blobs if v.state == "archived"]
+    return costs.rehydration_estimate(archived, priority, now or datetime.now(timezone.utc), prices)
 
 
 def parse_required_volumes(text: str) -> list[str]:

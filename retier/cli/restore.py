@@ -103,7 +103,7 @@ def _print_par2(plan, prices) -> None:
         f"  par2: {len(par2)} of these are par2 files "
         f"({sum(v.par2 == 'index' for v in par2)} indexes, read with every volume)\n"
     )
-    archived = [v for v in left_out if v.tier == "Archive"]
+    archived = [v for v in left_out if v.state == "archived"]
     if archived:
         e = plan.recovery_estimate("Standard", prices)
         out(

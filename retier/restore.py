@@ -393,7 +393,7 @@ def rehydrate(
        event) is then rehydrated too instead of being counted online.
     3. A needed volume still Hot with its tier never set (its set's event is not handled yet:
        late, or given up on) is not guarded by the hold, which only guards blobs whose tier was set
-       (retier.policy.tier_was_set). It gets an explicit Hot tier, so a late event leaves it
+       (retier.storage.BlobItem.tier_set). It gets an explicit Hot tier, so a late event leaves it
        alone. Only inferred Hot: an explicit Cool would start Cool's 30-day minimum.
     """
     store.set_hold(plan.container, hold_note(to, priority))

@@ -200,7 +200,7 @@ class RetierService:
             if decision.move:
                 index[name.name] = len(outcome.decisions)
                 by_target[decision.target].append(name.name)
-                if policy.tier_was_set(item.tier_inferred):
+                if item.tier_set:
                     guarded.append(name.name)
             outcome.decisions.append(decision)
         # The restore hold keeps rehydrated volumes from going back to Archive, and only a blob

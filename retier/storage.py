@@ -107,6 +107,20 @@ class BlobItem:
     creation_time: datetime | None
     etag: str | None = None
 
+    @property
+    def tier_set(self) -> bool:
+        """Whether the blob's tier may ever have been set, by retier, a person, or a restore.
+
+        A blob whose tier is still inferred from the account's default has never been given one
+        (Azure: `x-ms-access-tier-inferred: true`), so it cannot be a blob a restore rehydrated:
+        rehydration is a Set Blob Tier, which makes the tier explicit. Only a blob whose tier was
+        set needs the restore hold checked before it moves. (Azure omits
+        `x-ms-access-tier-change-time` for such a blob too, but Azurite reports one, equal to its
+        creation time; both report the inferred flag, so that is what is relied on. Unknown
+        counts as set.)
+        """
+        return not self.tier_inferred
+
 
 @dataclass(frozen=True)
 class AccountInfo:

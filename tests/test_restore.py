@@ -278,6 +278,7 @@ def test_cli_restore_commands_from_plan_to_release(
 
     released = run_retier("release", "--container", container, "--now", env=env)
     assert released.returncode == 0 and "lifted (restore since " in released.stdout
+    assert "early-deletion" not in released.stdout  # out of Hot: no minimum days to pay
     assert store.get_hold(container) is None
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}
 
@@ -299,20 +300,4 @@ def test_release_now_warns_about_early_deletion_out_of_cold(
     assert note.startswith(
         f"note: {len(VOLUMES)} of these volumes left their tier before its minimum days"
     )
-    assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}
-
-
-def test_release_now_out_of_hot_owes_no_early_deletion(
-    archived, container, azurite_connection_string, run_retier
-):
-    client, store, settings = archived
-    rehydrate(store, plan_restore(store, container, settings), to="Hot")
-    out = run_retier(
-        "release",
-        "--container",
-        container,
-        "--now",
-        env={"RETIER_STORAGE": azurite_connection_string, "RETIER_VOLUME_TIER": "Archive"},
-    )
-    assert out.returncode == 0 and "early-deletion" not in out.stdout
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}

@@ -369,7 +369,7 @@ def _check_container(
 ) -> None:
     account = settings.account_name
     try:
-        info = store.container_info(container)
+        hold = store.get_hold(container)
     except StorageError as exc:
         if exc.status == 404:
             report.add(
@@ -389,11 +389,11 @@ def _check_container(
         )
     else:
         report.add(f"{container}", OK, "exists; its properties are readable", container=container)
-        if info.hold is not None:
+        if hold is not None:
             report.add(
                 f"{container} hold",
                 WARN,
-                f"on restore hold ({info.hold}): the handler and the sweep leave it alone",
+                f"on restore hold ({hold}): the handler and the sweep leave it alone",
                 hint=f"when the restore is done: retier release --container {container}",
                 container=container,
             )

@@ -47,8 +47,8 @@ from typing import Any
 _TIME = r"[0-9]{8}T[0-9]{6}Z"
 _NUMBER = r"[1-9][0-9]*"
 _BASE36 = r"[1-9a-z][0-9a-z]*"
-_LONG_SUFFIX = r"(?P<suffix>\.gpg|\.p7m|\.gz)?"
-_SHORT_SUFFIX = r"(?P<suffix>\.g|\.z)?"
+_LONG_SUFFIXES = (".gpg", ".p7m", ".gz")
+_SHORT_SUFFIXES = (".g", ".z")
 _ENCRYPTED_SUFFIXES = frozenset({".gpg", ".p7m", ".g"})
 _COMPRESSED_SUFFIXES = frozenset({".gz", ".z"})
 
@@ -72,40 +72,47 @@ class _Form:
     kind: Kind
     type: str
     short: bool
+    ending: str  # the literal text after the last field, before a suffix: ".manifest", ".dt", ...
+    suffixes: tuple[str, ...]  # the suffixes that may follow `ending`
     regex: re.Pattern[str]
 
 
-def _form(kind: Kind, type_: str, short: bool, token: str) -> _Form:
-    suffix = _SHORT_SUFFIX if short else _LONG_SUFFIX
+def _form(kind: Kind, type_: str, short: bool, token: str, ending: str) -> _Form:
+    suffixes = _SHORT_SUFFIXES if short else _LONG_SUFFIXES
+    suffix = "(?P<suffix>" + "|".join(re.escape(s) for s in suffixes) + ")?"
     # Unanchored at the start (the prefix is free text), anchored at the end.
-    return _Form(kind, type_, short, re.compile(token + suffix + r"\Z", re.ASCII))
+    regex = re.compile(token + re.escape(ending) + suffix + r"\Z", re.ASCII)
+    return _Form(kind, type_, short, ending, suffixes, regex)
 
 
 _T, _T1, _T2 = (f"(?P<{g}>{_TIME})" for g in ("time", "start_time", "end_time"))
 _S, _S1, _S2 = (f"(?P<{g}>{_BASE36})" for g in ("time", "start_time", "end_time"))
 
 _FORMS: tuple[_Form, ...] = (
-    _form(Kind.VOLUME, "full", False, rf"duplicity-full\.{_T}\.vol(?P<volume>{_NUMBER})\.difftar"),
+    _form(
+        Kind.VOLUME, "full", False, rf"duplicity-full\.{_T}\.vol(?P<volume>{_NUMBER})", ".difftar"
+    ),
     _form(
         Kind.VOLUME,
         "inc",
         False,
-        rf"duplicity-inc\.{_T1}\.to\.{_T2}\.vol(?P<volume>{_NUMBER})\.difftar",
+        rf"duplicity-inc\.{_T1}\.to\.{_T2}\.vol(?P<volume>{_NUMBER})",
+        ".difftar",
     ),
-    _form(Kind.MANIFEST, "full", False, rf"duplicity-full\.{_T}\.manifest"),
-    _form(Kind.MANIFEST, "inc", False, rf"duplicity-inc\.{_T1}\.to\.{_T2}\.manifest"),
-    _form(Kind.SIGNATURES, "full", False, rf"duplicity-full-signatures\.{_T}\.sigtar"),
-    _form(Kind.SIGNATURES, "inc", False, rf"duplicity-new-signatures\.{_T1}\.to\.{_T2}\.sigtar"),
-    _form(Kind.JSONSTAT, "full", False, rf"duplicity-full\.{_T}\.jsonstat"),
-    _form(Kind.JSONSTAT, "inc", False, rf"duplicity-inc\.{_T1}\.to\.{_T2}\.jsonstat"),
-    _form(Kind.VOLUME, "full", True, rf"df\.{_S}\.(?P<volume>{_BASE36})\.dt"),
-    _form(Kind.VOLUME, "inc", True, rf"di\.{_S1}\.{_S2}\.(?P<volume>{_BASE36})\.dt"),
-    _form(Kind.MANIFEST, "full", True, rf"df\.{_S}\.m"),
-    _form(Kind.MANIFEST, "inc", True, rf"di\.{_S1}\.{_S2}\.m"),
-    _form(Kind.SIGNATURES, "full", True, rf"dfs\.{_S}\.st"),
-    _form(Kind.SIGNATURES, "inc", True, rf"dns\.{_S1}\.{_S2}\.st"),
-    _form(Kind.JSONSTAT, "full", True, rf"dfst\.{_S}\.jst"),
-    _form(Kind.JSONSTAT, "inc", True, rf"dist\.{_S1}\.to\.{_S2}\.jst"),
+    _form(Kind.MANIFEST, "full", False, rf"duplicity-full\.{_T}", ".manifest"),
+    _form(Kind.MANIFEST, "inc", False, rf"duplicity-inc\.{_T1}\.to\.{_T2}", ".manifest"),
+    _form(Kind.SIGNATURES, "full", False, rf"duplicity-full-signatures\.{_T}", ".sigtar"),
+    _form(Kind.SIGNATURES, "inc", False, rf"duplicity-new-signatures\.{_T1}\.to\.{_T2}", ".sigtar"),
+    _form(Kind.JSONSTAT, "full", False, rf"duplicity-full\.{_T}", ".jsonstat"),
+    _form(Kind.JSONSTAT, "inc", False, rf"duplicity-inc\.{_T1}\.to\.{_T2}", ".jsonstat"),
+    _form(Kind.VOLUME, "full", True, rf"df\.{_S}\.(?P<volume>{_BASE36})", ".dt"),
+    _form(Kind.VOLUME, "inc", True, rf"di\.{_S1}\.{_S2}\.(?P<volume>{_BASE36})", ".dt"),
+    _form(Kind.MANIFEST, "full", True, rf"df\.{_S}", ".m"),
+    _form(Kind.MANIFEST, "inc", True, rf"di\.{_S1}\.{_S2}", ".m"),
+    _form(Kind.SIGNATURES, "full", True, rf"dfs\.{_S}", ".st"),
+    _form(Kind.SIGNATURES, "inc", True, rf"dns\.{_S1}\.{_S2}", ".st"),
+    _form(Kind.JSONSTAT, "full", True, rf"dfst\.{_S}", ".jst"),
+    _form(Kind.JSONSTAT, "inc", True, rf"dist\.{_S1}\.to\.{_S2}", ".jst"),
 )
 
 
@@ -344,23 +351,6 @@ def set_key(
     ), obj.set_id
 
 
-# Event Grid's advanced filter compares text, so the endings it needs are read off the grammar
-# itself: the literal word after each form's last field ("\.manifest", "\.m", ...) followed by
-# each suffix that form allows. Prefixes (--file-prefix, --file-prefix-manifest, folders) come
-# before the name, so one set of endings holds for every prefix.
-_ESCAPED_DOT_WORD = re.compile(r"\\(\.[0-9a-z]+)")
-
-
-def _form_endings(form: _Form) -> list[str]:
-    source = form.regex.pattern
-    token, suffix_group = source.split("(?P<suffix>", 1)
-    word = token[token.rindex(")") + 1 :]
-    if not re.fullmatch(r"(\\\.[0-9a-z]+)+", word):
-        raise AssertionError(f"unexpected grammar token end {word!r}")
-    word = word.replace("\\", "")
-    return [word + s for s in ("", *_ESCAPED_DOT_WORD.findall(suffix_group))]
-
-
 def event_filter_suffixes(*, metadata: bool = False) -> tuple[str, ...]:
     """The blob-name endings an Event Grid subscription must deliver (StringEndsWith on subject).
 
@@ -370,8 +360,16 @@ def event_filter_suffixes(*, metadata: bool = False) -> tuple[str, ...]:
     own events move them to the metadata tier. Sorted, no duplicates; Event Grid compares them
     case-insensitively, and no volume name ends with any of the default ones.
     """
+    # Read off the grammar's own tables: each form's ending, bare or with each suffix it allows.
+    # Prefixes (--file-prefix, --file-prefix-manifest, folders) come before the name, so one set
+    # of endings holds for every prefix.
     kinds = {Kind.MANIFEST} | ({Kind.SIGNATURES, Kind.JSONSTAT} if metadata else set())
-    endings = {e for form in _FORMS if form.kind in kinds for e in _form_endings(form)}
+    endings = {
+        form.ending + suffix
+        for form in _FORMS
+        if form.kind in kinds
+        for suffix in ("", *form.suffixes)
+    }
     if metadata:
         endings.add(".par2")
     return tuple(sorted(endings))

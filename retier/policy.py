@@ -39,19 +39,6 @@ def is_colder(tier: str, than: str) -> bool:
     return _RANK[tier] > _RANK[than]
 
 
-def tier_was_set(tier_inferred: bool) -> bool:
-    """Whether a blob's tier may ever have been set, by retier, a person, or a restore.
-
-    A blob whose tier is still inferred from the account's default has never been given one
-    (Azure: `x-ms-access-tier-inferred: true`), so it cannot be a blob a restore rehydrated:
-    rehydration is a Set Blob Tier, which makes the tier explicit. Only a blob whose tier was set
-    needs the restore hold checked before it moves. (Azure omits `x-ms-access-tier-change-time`
-    for such a blob too, but Azurite reports one, equal to its creation time; both report the
-    inferred flag, so that is what is relied on. Unknown counts as set.)
-    """
-    return not tier_inferred
-
-
 @dataclass(frozen=True)
 class Policy:
     """Target tiers: volumes always go to `volume_tier`; metadata only if `metadata_tier` is set."""

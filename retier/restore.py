@@ -212,21 +212,14 @@ class RestorePlan:
     def estimate(
         self, priority: str, prices: dict, now: datetime | None = None
     ) -> costs.RehydrationEstimate:
-        archived = [(v.size, v.archived_since) for v in self.by_state()["archived"]]
-        return costs.rehydration_estimate(
-            archived, priority, now or datetime.now(timezone.utc), prices
-        )
+        """What rehydrating the plan's archived blobs costs (those already on their way excluded)."""
+        return _estimate(self.volumes, priority, prices, now)
 
     def recovery_estimate(
         self, priority: str, prices: dict, now: datetime | None = None
     ) -> costs.RehydrationEstimate:
         """What adding the left-out par2 recovery blocks (--with-par2) would cost."""
-        archived = [
-            (v.size, v.archived_since) for v in self.recovery_left_out if v.tier == "Archive"
-        ]
-        return costs.rehydration_estimate(
-            archived, priority, now or datetime.now(timezone.utc), prices
-        )
+        return _estimate(self.recovery_left_out, priority, prices, now)
 
     def to_dict(self, prices: dict | None = None) -> dict:
         states = self.by_state()
@@ -252,7 +245,7 @@ class RestorePlan:
             "par2_recovery_left_out": {
                 "blobs": len(self.recovery_left_out),
                 "bytes": sum(v.size for v in self.recovery_left_out),
-                "archived": sum(v.tier == "Archive" for v in self.recovery_left_out),
+                "archived": sum(v.state == "archived" for v in self.recovery_left_out),
             },
         }
         if prices is not None:
@@ -263,6 +256,14 @@ class RestorePlan:
                 "source": prices.get("source"),
             }
         return out
+
+
+def _estimate(
+    blobs: list[Volume], priority: str, prices: dict, now: datetime | None
+) -> costs.RehydrationEstimate:
+    """Rehydrating the archived ones of `blobs`: what `rehydrate` would request."""
+    archived = [(v.size, v.archived_since) for v in blobs if v.state == "archived"]
+    return costs.rehydration_estimate(archived, priority, now or datetime.now(timezone.utc), prices)
 
 
 def parse_required_volumes(text: str) -> list[str]:
@@ -392,7 +393,7 @@ def rehydrate(
        event) is then rehydrated too instead of being counted online.
     3. A needed volume still Hot with its tier never set (its set's event is not handled yet:
        late, or given up on) is not guarded by the hold, which only guards blobs whose tier was set
-       (retier.policy.tier_was_set). It gets an explicit Hot tier, so a late event leaves it
+       (retier.storage.BlobItem.tier_set). It gets an explicit Hot tier, so a late event leaves it
        alone. Only inferred Hot: an explicit Cool would start Cool's 30-day minimum.
     """
     store.set_hold(plan.container, hold_note(to, priority))
@@ -473,13 +474,14 @@ def wait_until_online(
 ) -> RestorePlan:
     """Poll until no volume is rehydrating any more; returns the last state seen.
 
-    Then every volume is online, or some are still archived with nothing on its way (waiting
-    longer would never end): the caller tells the two apart.
+    `plan` is the first state seen (the caller has just listed it): it is re-read only after each
+    wait. Then every volume is online, or some are still archived with nothing on its way
+    (waiting longer would never end): the caller tells the two apart.
     """
     while True:
-        plan = refresh(store, plan)
         if on_poll:
             on_poll(plan)
         if not plan.by_state()["rehydrating"]:
             return plan
         sleep(interval)
+        plan = refresh(store, plan)

@@ -125,40 +125,28 @@ class RetierService:
             self._metadata_landed(container, name, outcome)
 
     def _manifest_landed(self, container: str, manifest: DuplicityName, outcome: Outcome) -> None:
-        if not self._finish_set(container, manifest, outcome, own_manifest=manifest.name):
+        listed = self._set_listing(container, manifest)
+        if not any(self._is_manifest_of(n, manifest) for n, _ in listed):
             # The event says the manifest exists, the account says it does not: do nothing rather
             # than archive a set that may be unfinished (or replayed after it was deleted).
             outcome.status, outcome.reason = (
                 IGNORED,
                 "manifest not found in storage; set left alone",
             )
-
-    def _finish_set(
-        self,
-        container: str,
-        manifest: DuplicityName,
-        outcome: Outcome,
-        own_manifest: str | None = None,
-    ) -> bool:
-        """Tier a finished set's volumes; False (and nothing done) when its manifest is not in storage."""
-        listed = self._set_listing(container, manifest)
-        if not any(self._is_manifest_of(n, manifest) for n, _ in listed["manifest"]):
-            return False
+            return
         volumes = [
-            (n, item)
-            for n, item in listed["volumes"]
-            if n.kind is Kind.VOLUME and self._same_set(n, manifest)
+            (n, item) for n, item in listed if n.kind is Kind.VOLUME and self._same_set(n, manifest)
         ]
         own = []
-        if own_manifest and self.settings.policy.metadata_tier:
+        if self.settings.policy.metadata_tier:
+            # This event's manifest and its par2 files move too: they are in the same listing.
             own = [
                 (n, item)
-                for n, item in listed["manifest"]
-                if n.name == own_manifest or (n.name.startswith(own_manifest) and n.par2)
+                for n, item in listed
+                if n.name == manifest.name or n.par2_of == manifest.name
             ]
         self._apply(container, volumes + own, outcome)  # one restore-hold read for the whole set
         outcome.reason = outcome.reason or f"set finished: {len(volumes)} volume(s) listed"
-        return True
 
     def _metadata_landed(self, container: str, meta: DuplicityName, outcome: Outcome) -> None:
         if not self.settings.policy.metadata_tier:
@@ -186,27 +174,20 @@ class RetierService:
 
     def _set_listing(
         self, container: str, manifest: DuplicityName
-    ) -> dict[str, list[tuple[DuplicityName, BlobItem]]]:
-        """The set's manifest(s) and volumes, in one listing when both share a prefix."""
+    ) -> list[tuple[DuplicityName, BlobItem]]:
+        """The set's manifest(s) and volumes, parsed, with whatever else their listing prefixes
+        catch: one listing when both share a prefix, else one for each."""
         volume_prefix = names.volume_listing_prefix(manifest, **self.settings.name_prefixes)
         manifest_prefix = names.manifest_listing_prefix(manifest)
         if self.settings.file_prefix_archive == self.settings.file_prefix_manifest:
-            common = commonprefix([volume_prefix, manifest_prefix])
-            parsed = [
-                (names.parse(item.name), item) for item in self.store.list_blobs(container, common)
-            ]
-            return {
-                "manifest": [p for p in parsed if p[0].kind is Kind.MANIFEST],
-                "volumes": [p for p in parsed if p[0].kind is Kind.VOLUME],
-            }
-        return {
-            "manifest": [
-                (names.parse(i.name), i) for i in self.store.list_blobs(container, manifest_prefix)
-            ],
-            "volumes": [
-                (names.parse(i.name), i) for i in self.store.list_blobs(container, volume_prefix)
-            ],
-        }
+            prefixes = [commonprefix([volume_prefix, manifest_prefix])]
+        else:
+            prefixes = [manifest_prefix, volume_prefix]
+        return [
+            (names.parse(item.name), item)
+            for prefix in prefixes
+            for item in self.store.list_blobs(container, prefix)
+        ]
 
     def _apply(
         self, container: str, blobs: Iterable[tuple[DuplicityName, BlobItem]], outcome: Outcome
@@ -219,7 +200,7 @@ class RetierService:
             if decision.move:
                 index[name.name] = len(outcome.decisions)
                 by_target[decision.target].append(name.name)
-                if policy.tier_was_set(item.tier_inferred):
+                if item.tier_set:
                     guarded.append(name.name)
             outcome.decisions.append(decision)
         # The restore hold keeps rehydrated volumes from going back to Archive, and only a blob

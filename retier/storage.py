@@ -107,6 +107,20 @@ class BlobItem:
     creation_time: datetime | None
     etag: str | None = None
 
+    @property
+    def tier_set(self) -> bool:
+        """Whether the blob's tier may ever have been set, by retier, a person, or a restore.
+
+        A blob whose tier is still inferred from the account's default has never been given one
+        (Azure: `x-ms-access-tier-inferred: true`), so it cannot be a blob a restore rehydrated:
+        rehydration is a Set Blob Tier, which makes the tier explicit. Only a blob whose tier was
+        set needs the restore hold checked before it moves. (Azure omits
+        `x-ms-access-tier-change-time` for such a blob too, but Azurite reports one, equal to its
+        creation time; both report the inferred flag, so that is what is relied on. Unknown
+        counts as set.)
+        """
+        return not self.tier_inferred
+
 
 @dataclass(frozen=True)
 class AccountInfo:
@@ -114,23 +128,12 @@ class AccountInfo:
 
     sku_name: str | None
     account_kind: str | None
-    is_hns_enabled: bool | None
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    """A container's properties: its metadata, and the restore hold's note if it is on hold."""
-
-    metadata: dict[str, str]
-    hold: str | None
-    last_modified: datetime | None
 
 
 @dataclass(frozen=True)
 class StoredBlob:
     """A blob's bytes as read, with the ETag they had (for a delete that must not lose a newer write)."""
 
-    name: str
     data: bytes
     etag: str | None
 
@@ -156,6 +159,18 @@ def _blob_item(props) -> BlobItem:
         creation_time=props.creation_time,
         etag=props.etag,
     )
+
+
+def _split_hold(metadata: dict[str, str] | None) -> tuple[str | None, dict[str, str]]:
+    """A container's metadata as (the hold's note or None, every other key): the one place that
+    knows the hold key (metadata keys come back in any case; an empty note still holds)."""
+    hold, others = None, {}
+    for key, value in (metadata or {}).items():
+        if key.lower() == HOLD_KEY:
+            hold = value or "on hold"
+        else:
+            others[key] = value
+    return hold, others
 
 
 # The SDK's default waits 15 s, 18 s, 24 s between retries. Event Grid redelivers a failed
@@ -203,24 +218,26 @@ class BlobStore:
 
     # -- restore hold: one metadata key on the container, shared by handler, sweep and timer --------
     def get_hold(self, container: str) -> str | None:
-        """The hold's note if `container` is on restore hold, else None (one request)."""
-        return self.container_info(container).hold
+        """The hold's note if `container` is on restore hold, else None (one request; a container
+        that does not exist raises StorageError 404)."""
+        with _translated(f"read properties of {container}"):
+            props = self._client.get_container_client(container).get_container_properties()
+        return _split_hold(props.metadata)[0]
 
     def set_hold(self, container: str, note: str) -> None:
         client = self._client.get_container_client(container)
         with _translated(f"set restore hold on {container}"):
-            metadata = dict(client.get_container_properties().metadata or {})
-            metadata = {k: v for k, v in metadata.items() if k.lower() != HOLD_KEY}
-            metadata[HOLD_KEY] = note
-            client.set_container_metadata(metadata)
+            _, others = _split_hold(client.get_container_properties().metadata)
+            client.set_container_metadata({**others, HOLD_KEY: note})
 
-    def clear_hold(self, container: str) -> None:
+    def clear_hold(self, container: str) -> str | None:
+        """Lift the hold; return its note (None when there was none, and then nothing is written)."""
         client = self._client.get_container_client(container)
         with _translated(f"clear restore hold on {container}"):
-            metadata = dict(client.get_container_properties().metadata or {})
-            kept = {k: v for k, v in metadata.items() if k.lower() != HOLD_KEY}
-            if kept != metadata:
-                client.set_container_metadata(kept)
+            hold, others = _split_hold(client.get_container_properties().metadata)
+            if hold is not None:
+                client.set_container_metadata(others)
+        return hold
 
     def create_container(self, container: str) -> None:
         from azure.core.exceptions import ResourceExistsError
@@ -245,19 +262,7 @@ class BlobStore:
         """SKU and kind of the account (one request; an identity needs .../blobServices/getInfo/action)."""
         with _translated("get account information"):
             info = self._client.get_account_information()
-        return AccountInfo(
-            info.get("sku_name"), info.get("account_kind"), info.get("is_hns_enabled")
-        )
-
-    def container_info(self, container: str) -> ContainerInfo:
-        """Existence (404 raises), properties and restore hold of `container` in one request."""
-        with _translated(f"read properties of {container}"):
-            props = self._client.get_container_client(container).get_container_properties()
-        metadata = dict(props.metadata or {})
-        hold = next(
-            (value or "on hold" for key, value in metadata.items() if key.lower() == HOLD_KEY), None
-        )
-        return ContainerInfo(metadata, hold, props.last_modified)
+        return AccountInfo(info.get("sku_name"), info.get("account_kind"))
 
     def probe_blob_write(self, container: str, name: str) -> None:
         """Ask to write a blob's metadata on a condition no blob meets: it changes nothing, and says
@@ -302,7 +307,7 @@ class BlobStore:
         with _translated(f"read {container}/{name}"):
             downloader = self._client.get_container_client(container).download_blob(name)
             data = downloader.readall()
-        return StoredBlob(name, data, downloader.properties.etag)
+        return StoredBlob(data, downloader.properties.etag)
 
     def write_blob(self, container: str, name: str, data: bytes) -> None:
         """Create or replace a small blob."""

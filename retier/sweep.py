@@ -210,7 +210,7 @@ class Planner:
             decision.target,
             item.size,
             since,
-            tier_set=policy.tier_was_set(item.tier_inferred),
+            tier_set=item.tier_set,
             early_deletion=fee,
         )
         if fee:

@@ -268,7 +268,7 @@ class NoRoleStandIn(AccountInfoRefusedStandIn):
             code="AuthorizationPermissionMismatch",
         )
 
-    def container_info(self, container):
+    def get_hold(self, container):
         self._refuse(f"read properties of {container}")
 
     def list_blobs(self, container, prefix=None):

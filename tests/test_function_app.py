@@ -213,6 +213,32 @@ def test_bad_schedule_is_refused_naming_the_setting(monkeypatch):
     assert sweep_schedule({"RETIER_SWEEP_SCHEDULE": "0 0 */6 * * *"}) == "0 0 */6 * * *"
 
 
+def test_a_cold_start_imports_only_what_an_event_needs():
+    # The worker imports function_app before the first event: the handler's modules only. The
+    # sweep (and the price table it imports) loads at the first timer run, azure.identity only for
+    # an identity-based connection, the CLI never.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = "import sys, function_app; print(*sorted(sys.modules))"
+    root = Path(__file__).resolve().parent.parent
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [m for m in loaded if m.split(".")[0] == "retier"] == [
+        "retier",
+        "retier.events",
+        "retier.functions",
+        "retier.names",
+        "retier.policy",
+        "retier.service",
+        "retier.settings",
+        "retier.storage",
+    ]
+    assert "azure.identity" not in loaded
+
+
 def test_publish_leaves_out_the_local_tools_and_keeps_what_the_app_imports():
     from pathlib import Path
 

@@ -8,6 +8,7 @@ expressions (tests/infra_support.py); the shapes and API versions come from Azur
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -534,16 +535,8 @@ def test_every_suffix_ends_a_name_of_the_kind_it_is_for():
 
 def test_suffixes_follow_the_grammar_not_a_copied_list(monkeypatch):
     # A new suffix in the grammar shows up in the filter: the list is read off names._FORMS.
-    long_suffix = names._LONG_SUFFIX.replace(r"|\.gz", r"|\.gz|\.zst")
     forms = tuple(
-        names._form(f.kind, f.type, f.short, f.regex.pattern.split("(?P<suffix>")[0])
-        if f.short
-        else names._Form(
-            f.kind,
-            f.type,
-            f.short,
-            re.compile(f.regex.pattern.replace(names._LONG_SUFFIX, long_suffix), re.ASCII),
-        )
+        f if f.short else dataclasses.replace(f, suffixes=(*f.suffixes, ".zst"))
         for f in names._FORMS
     )
     monkeypatch.setattr(names, "_FORMS", forms)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import functools
 import itertools
 import json
 import re
@@ -125,34 +126,6 @@ def duplicity_configured(
         file_naming.prepare_regex(force=True)
 
 
-def dup_name(
-    dup_type: str,
-    *,
-    t: int,
-    t0: int | None = None,
-    volume: int | None = None,
-    manifest: bool = False,
-    encrypted: bool = False,
-    gzipped: bool = False,
-    partial: bool = False,
-    gpgsm: bool = False,
-    prefixes: Prefixes = Prefixes(),
-) -> str:
-    """A name written by duplicity's own file_naming.get()."""
-    with duplicity_configured(prefixes, gpgsm=gpgsm):
-        dup_time.setcurtime(t)
-        if t0 is not None:
-            dup_time.setprevtime(t0)
-        return file_naming.get(
-            dup_type,
-            volume,
-            manifest=manifest,
-            encrypted=encrypted,
-            gzipped=gzipped,
-            partial=partial,
-        ).decode()
-
-
 def dup_parse(name: str, prefix: str = "") -> file_naming.ParseResults | None:
     """duplicity's reading of `name` with --file-prefix=`prefix` (None when it rejects or crashes on it)."""
     with duplicity_configured(Prefixes(all=prefix), escape=True):
@@ -171,7 +144,7 @@ def b36(n: int) -> str:
     return file_naming.to_base36(n).decode()
 
 
-def short_name(
+def write_name(
     dup_type: str,
     *,
     t: int,
@@ -181,13 +154,29 @@ def short_name(
     encrypted: bool = False,
     gzipped: bool = False,
     partial: bool = False,
-    prefix: str = "",
+    gpgsm: bool = False,
+    short: bool = False,
+    prefixes: Prefixes = Prefixes(),
 ) -> str:
-    """A legacy short name, as duplicity 0.7/0.8 get() wrote it with --short-filenames.
+    """A name as duplicity's own file_naming.get() writes it, or with `short` a legacy short name
+    as duplicity 0.7/0.8 get() wrote it with --short-filenames.
 
-    duplicity 3 can no longer write these; the jsonstat form (never written by
-    any version) follows duplicity 3.2.1's stat_re_short.
+    duplicity 3 can no longer write short names; the short jsonstat form (never written by any
+    version) follows duplicity 3.2.1's stat_re_short.
     """
+    if not short:
+        with duplicity_configured(prefixes, gpgsm=gpgsm):
+            dup_time.setcurtime(t)
+            if t0 is not None:
+                dup_time.setprevtime(t0)
+            return file_naming.get(
+                dup_type,
+                volume,
+                manifest=manifest,
+                encrypted=encrypted,
+                gzipped=gzipped,
+                partial=partial,
+            ).decode()
     suffix = ".g" if encrypted else ".z" if gzipped else ""
     part = ".p" if partial else ""
     stem = {
@@ -200,7 +189,7 @@ def short_name(
     }[dup_type]
     if dup_type in ("full", "inc"):
         stem += ".m" if manifest else f".{b36(volume or 0)}.dt"
-    return f"{prefix}{stem}{part}{suffix}"
+    return f"{prefixes.of(dup_type, manifest)}{stem}{part}{suffix}"
 
 
 def epoch(text: str, short: bool) -> int:
@@ -243,32 +232,21 @@ def renderings(pr: file_naming.ParseResults, prefix: str) -> set[str]:
     )
     names = set()
     for encrypted, gzipped in itertools.product((False, True), repeat=2):
+        write = functools.partial(
+            write_name,
+            pr.type,
+            t=t,
+            t0=t0,
+            encrypted=encrypted,
+            gzipped=gzipped,
+            prefixes=Prefixes(all=prefix),
+            **extra,
+        )
         if t > 0 and (t0 is None or t0 > 0):
-            names.add(
-                short_name(
-                    pr.type,
-                    t=t,
-                    t0=t0,
-                    encrypted=encrypted,
-                    gzipped=gzipped,
-                    prefix=prefix,
-                    **extra,
-                )
-            )
+            names.add(write(short=True))
         for gpgsm in (False, True):
             with contextlib.suppress(OverflowError, OSError, ValueError):
-                names.add(
-                    dup_name(
-                        pr.type,
-                        t=t,
-                        t0=t0,
-                        encrypted=encrypted,
-                        gzipped=gzipped,
-                        gpgsm=gpgsm,
-                        prefixes=Prefixes(all=prefix),
-                        **extra,
-                    )
-                )
+                names.add(write(gpgsm=gpgsm))
     return names
 
 
@@ -330,12 +308,8 @@ def written_names(
         "gzipped": gzipped,
         "partial": partial,
     }
-    if short:
-        name = short_name(dup_type, prefix=prefixes.of(dup_type, manifest), **args)
-        gpgsm = False
-    else:
-        gpgsm = draw(st.booleans())
-        name = dup_name(dup_type, gpgsm=gpgsm, prefixes=prefixes, **args)
+    gpgsm = not short and draw(st.booleans())
+    name = write_name(dup_type, short=short, gpgsm=gpgsm, prefixes=prefixes, **args)
     return name, dict(
         args,
         dup_type=dup_type,
@@ -875,25 +849,15 @@ def set_names(
     )
     names: dict[str, list[str]] = {"volume": [], "manifest": [], "signatures": [], "jsonstat": []}
     for encrypted, gzipped in itertools.product((False, True), repeat=2):
-        if short:
-
-            def write(kind, encrypted=encrypted, gzipped=gzipped, **kw):
-                return short_name(
-                    kind,
-                    t=t,
-                    t0=t0,
-                    encrypted=encrypted,
-                    gzipped=gzipped,
-                    prefix=prefixes.of(kind, kw.get("manifest", False)),
-                    **kw,
-                )
-        else:
-
-            def write(kind, encrypted=encrypted, gzipped=gzipped, **kw):
-                return dup_name(
-                    kind, t=t, t0=t0, encrypted=encrypted, gzipped=gzipped, prefixes=prefixes, **kw
-                )
-
+        write = functools.partial(
+            write_name,
+            t=t,
+            t0=t0,
+            encrypted=encrypted,
+            gzipped=gzipped,
+            short=short,
+            prefixes=prefixes,
+        )
         for n in (1, 2, volumes, 22, 36):
             volume = write(dup_type, volume=n)
             names["volume"] += [volume, volume + ".par2", volume + ".vol00+01.par2"]

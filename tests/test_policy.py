@@ -140,9 +140,3 @@ def test_a_par2_index_is_read_like_metadata_and_recovery_blocks_follow_their_obj
     assert kept.move is (metadata_tier is not None)
     if not kept.move:
         assert kept.reason == "par2 index stays as uploaded"
-
-
-def test_only_a_blob_whose_tier_is_still_inferred_was_never_tiered():
-    from retier.policy import tier_was_set
-
-    assert tier_was_set(False) and not tier_was_set(True)

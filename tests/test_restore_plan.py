@@ -205,3 +205,37 @@ def test_restore_sets_match_duplicitys_own_choice(duplicity_collections, history
         for s in chain_at(build_chains([names.parse(f) for f in files]), at).sets_at(at)
     ]
     assert ours == theirs
+
+
+def test_estimates_price_only_what_rehydrate_would_request():
+    from retier.restore import RestorePlan, Volume
+
+    def blob(name, tier, archive_status=None):
+        return Volume(name, 2**30, tier, archive_status, NOW - timedelta(days=200))
+
+    plan = RestorePlan(
+        "c",
+        NOW,
+        "chain",
+        ["set"],
+        [
+            blob("v1", "Archive"),
+            blob("v2", "Archive", "rehydrate-pending-to-hot"),
+            blob("v3", "Hot"),
+        ],
+        recovery_left_out=[
+            blob("v1.vol0+1.par2", "Archive"),
+            blob("v2.vol0+1.par2", "Archive", "rehydrate-pending-to-hot"),
+        ],
+    )
+    prices = costs.DEFAULT_PRICES
+    assert (plan.estimate("Standard", prices).blobs, plan.estimate("High", prices).bytes) == (
+        1,
+        2**30,
+    )
+    assert plan.recovery_estimate("Standard", prices).blobs == 1  # the other is on its way
+    assert plan.to_dict()["par2_recovery_left_out"] == {
+        "blobs": 2,
+        "bytes": 2 * 2**30,
+        "archived": 1,
+    }

@@ -187,3 +187,24 @@ def test_creating_a_container_that_exists_is_not_an_error(store, container, blob
     _upload(blob_service, container, ["kept"])
     store.create_container(container)
     assert _tiers(blob_service, container) == {"kept": "Hot"}
+
+
+def test_the_hold_is_one_metadata_key_beside_the_containers_own_metadata(
+    blob_service, container, azurite_connection_string
+):
+    client = blob_service.get_container_client(container)
+    client.set_container_metadata({"owner": "ops"})
+    store, meter = _metered_store(azurite_connection_string)
+    store.set_hold(container, "restore since today")
+    assert client.get_container_properties().metadata == {
+        "owner": "ops",
+        "retier_restore_hold": "restore since today",
+    }
+    assert store.get_hold(container) == "restore since today"
+    meter.reset()
+    assert store.clear_hold(container) == "restore since today"  # the note it lifted
+    assert meter.by_operation == {"container-properties": 1, "put": 1}
+    assert client.get_container_properties().metadata == {"owner": "ops"}
+    meter.reset()
+    assert store.clear_hold(container) is None and store.get_hold(container) is None
+    assert meter.by_operation == {"container-properties": 2}  # nothing to lift: nothing written

@@ -103,7 +103,7 @@ def _print_par2(plan, prices) -> None:
         f"  par2: {len(par2)} of these are par2 files "
         f"({sum(v.par2 == 'index' for v in par2)} indexes, read with every volume)\n"
     )
-    archived = [v for v in left_out if v.tier == "Archive"]
+    archived = [v for v in left_out if v.state == "archived"]
     if archived:
         e = plan.recovery_estimate("Standard", prices)
         out(
@@ -236,11 +236,10 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     service = make_service()
     container = args.container
-    hold = service.store.get_hold(container)
     prices = (
         load_prices() if args.now else None
     )  # before anything changes: a bad RETIER_PRICES stops here
-    service.store.clear_hold(container)
+    hold = service.store.clear_hold(container)
     print(f"{container}: restore hold {'lifted (' + hold + ')' if hold else 'was not set'}")
     if not args.now:
         print(

@@ -6,9 +6,7 @@ reported. (duplicity 3.2.1 cannot resume on Azure: see step 2 and the README.)""
 from __future__ import annotations
 
 import os
-import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from faultbed.proxy import STALL_BEFORE, FaultProxy, RequestInfo
 from retier import names
 from retier.demo import Duplicity, change_sample_tree, deliver_new_events, duplicity_binary
 from retier.names import Kind
@@ -81,71 +80,40 @@ def _set_blobs(store: BlobStore, container: str, type_: str) -> dict[str, list]:
     return found
 
 
-class UploadHoldingProxy:
-    """A loopback TCP proxy to Azurite that forwards everything except the one request whose
-    first line matches `hold`: that upload never arrives, and the client waits on it, as on a
-    link that died mid-upload. Lets a test kill duplicity at an exact point of its work."""
-
-    def __init__(self, upstream_port: int, hold: bytes):
-        self.upstream_port = upstream_port
-        self.hold = re.compile(hold, re.MULTILINE)
-        self.held = threading.Event()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def connection_string(self, conn: str) -> str:
-        return re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{self.port}", conn)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            except OSError:
-                return
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
-        try:
-            while data := src.recv(1 << 16):
-                if requests and not self.held.is_set() and self.hold.search(data):
-                    self.held.set()
-                    return  # never forwarded
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self._server.close()
-        for s in self._sockets:
-            s.close()
-
-
-def _azurite_port(conn: str) -> int:
-    return int(re.search(r"127\.0\.0\.1:(\d+)", conn).group(1))
-
-
 def _interrupt(dup: Duplicity, kind: str, source: Path, volume: int, sig: int) -> None:
-    """Run a backup whose upload of `volume` never arrives, and kill it right then."""
-    proxy = UploadHoldingProxy(
-        _azurite_port(dup.connection_string), rb"^PUT /\S*\.vol%d\.difftar" % volume
-    )
-    via_proxy = replace(dup, connection_string=proxy.connection_string(dup.connection_string))
-    proc = _start(via_proxy, kind, source)
-    try:
-        if not proxy.held.wait(timeout=120):
-            pytest.fail(f"duplicity {kind} never started uploading volume {volume}")
-        proc.send_signal(sig)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proxy.close()
+    """Run a backup whose upload of `volume` never gets an answer, and kill it right then.
+
+    The fault proxy stalls that one upload (nothing forwarded), as a link that died mid-upload.
+    """
+    held = threading.Event()
+
+    def first_upload_of_volume(info: RequestInfo) -> bool:
+        if (
+            held.is_set()
+            or info.method != "PUT"
+            or f".vol{volume}.difftar" not in (info.blob or "")
+        ):
+            return False
+        held.set()
+        return True
+
+    with FaultProxy.in_front_of(
+        dup.connection_string,
+        rates={STALL_BEFORE: 1.0},
+        stall_seconds=600,  # until the proxy stops
+        fault_filter=first_upload_of_volume,
+    ) as proxy:
+        via_proxy = replace(dup, connection_string=proxy.connection_string(dup.connection_string))
+        proc = _start(via_proxy, kind, source)
+        try:
+            if not held.wait(timeout=120):
+                pytest.fail(f"duplicity {kind} never started uploading volume {volume}")
+            proc.send_signal(sig)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _assert_nothing_of_an_unfinished_set_is_tiered(store, container) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from faultbed.proxy import STALL_BEFORE, FaultProxy, RequestInfo
 from retier import names
-from retier.demo import Duplicity, change_sample_tree, deliver_new_events, duplicity_binary
+from retier.demo import Duplicity, change_sample_tree, deliver_new_events, make_sample_tree
 from retier.names import Kind
 from retier.service import IGNORED, VOLUME_WAITS, RetierService
 from retier.settings import load_settings
@@ -25,18 +25,6 @@ from retier.storage import BlobStore, connect
 from retier.sweep import sweep_container
 
 pytestmark = [pytest.mark.azurite, pytest.mark.duplicity]
-
-
-def _tree(root: Path, files: int, size: int = 1_000_000, seed: int = 11) -> Path:
-    import random
-
-    rng = random.Random(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(files):
-        (root / f"part-{i}.bin").write_bytes(rng.randbytes(size))
-    (root / "docs").mkdir(exist_ok=True)
-    (root / "docs" / "notes.txt").write_text("resume me\n" * 100)
-    return root
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -47,20 +35,8 @@ def _same_tree(a: Path, b: Path) -> bool:
 
 
 def _start(dup: Duplicity, kind: str, source: Path) -> subprocess.Popen:
-    """The exact command Duplicity.backup runs, started so that the test can kill it."""
-    cmd = [
-        duplicity_binary(),
-        kind,
-        "--volsize",
-        str(dup.volsize_mb),
-        str(source),
-        dup.url,
-        "--archive-dir",
-        str(dup.archive_dir),
-        "--name",
-        "retier",
-        "--no-print-statistics",
-    ]
+    """The backup `dup.backup` runs, started so that the test can kill it."""
+    cmd = dup.command(kind, "--volsize", str(dup.volsize_mb), str(source), dup.url)
     return subprocess.Popen(
         cmd, env=dup.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -138,7 +114,7 @@ def test_killed_backup_under_archive_stays_untiered_until_finished_and_restores(
     store = BlobStore.from_connection(settings.connection)
     service = RetierService(settings, store)
     dup = Duplicity(azurite_connection_string, container, tmp_path / "cache")
-    source = _tree(tmp_path / "source", files=3)  # four volumes of 1 MB
+    source = make_sample_tree(tmp_path / "source", seed=11, size=1_000_000)  # 4 volumes of 1 MB
     seen: set[str] = set()
 
     def deliver_and_check():
@@ -159,9 +135,7 @@ def test_killed_backup_under_archive_stays_untiered_until_finished_and_restores(
     #    reading volume 1 back (it was not archived: the restart got that far); its Azure backend
     #    then refuses to overwrite that volume. A duplicity limitation, not retier's doing: the
     #    failure is BlobAlreadyExists, never BlobArchived.
-    again = dup.run(
-        "full", "--volsize", "1", str(source), dup.url, check=False, while_running=deliver_and_check
-    )
+    again = dup.backup("full", source, check=False, while_running=deliver_and_check)
     said = again.stdout + again.stderr
     assert again.returncode != 0 and "BlobAlreadyExists" in said and "BlobArchived" not in said
     assert "Restarting after volume 1" in said
@@ -177,7 +151,7 @@ def test_killed_backup_under_archive_stays_untiered_until_finished_and_restores(
     for item in killed["volume"]:
         if names.parse(item.name).volume > 1:
             client.delete_blob(item.name)
-    over = dup.run("full", "--volsize", "1", str(source), dup.url, while_running=deliver_and_check)
+    over = dup.backup("full", source, while_running=deliver_and_check)
     assert "starting backup from beginning" in over.stdout + over.stderr
     outcomes = deliver_and_check()
     full = _set_blobs(store, container, "full")

@@ -91,10 +91,6 @@ class Delivery:
     dead_letter_blob: str | None = None
 
     @property
-    def event_id(self) -> str:
-        return str(self.event.get("id"))
-
-    @property
     def subject(self) -> str:
         return str(self.event.get("subject", ""))
 
@@ -230,8 +226,8 @@ class EventGridStandIn:
         self._seq += 1
 
     # -- delivering ---------------------------------------------------------------------------
-    def run(self, *, until: float | None = None) -> Report:
-        """Deliver until every delivery has ended (or the virtual clock reaches `until`)."""
+    def run(self) -> Report:
+        """Deliver until every delivery has ended."""
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="event-grid") as pool:
             in_flight: dict[Future, Delivery] = {}
             while self._queue or in_flight:
@@ -250,8 +246,6 @@ class EventGridStandIn:
                         self._after(in_flight.pop(future), future.result())
                     continue
                 due = self._queue[0][0]
-                if until is not None and due > until:
-                    break
                 if self.time_scale:
                     time.sleep((due - self.now) * self.time_scale)
                 self.now = due

@@ -51,8 +51,6 @@ IGNORED = "ignored"
 DEAD_LETTERED = "dead-lettered"
 ENDS = (HANDLED, IGNORED, DEAD_LETTERED)
 
-SUBSCRIPTION = "retier-blob-created"  # the agreed event subscription name
-DEAD_LETTER_CONTAINER = "retier-dead-letter"
 UNDELIVERABLE_BAD_REQUEST = "UndeliverableDueToHttpBadRequest"
 
 
@@ -173,7 +171,7 @@ class EventGridStandIn:
         concurrency: int = 1,
         time_scale: float = 0.0,
         dead_letter=None,  # azure.storage.blob.ContainerClient, or None to drop (no destination)
-        subscription: str = SUBSCRIPTION,
+        subscription: str = eventgrid.SUBSCRIPTION,
         subject_filter: Callable[[Mapping[str, Any]], bool] | None = None,
         before_delivery: Callable[[Delivery], None] | None = None,
         start: datetime | None = None,

@@ -35,7 +35,6 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
 from faultbed.eventgrid import (
-    DEAD_LETTER_CONTAINER,
     HANDLED,
     IGNORED,
     MANIFESTS_ONLY,
@@ -295,9 +294,9 @@ def fault_run(
     direct = BlobServiceClient.from_connection_string(connection_string)
     container = f"faults-{seed}-{uuid.uuid4().hex[:10]}"
     upload(direct, container, recording)
-    dead_letter = direct.get_container_client(DEAD_LETTER_CONTAINER)
+    dead_letter = direct.get_container_client(eventgrid.DEAD_LETTER_CONTAINER)
     if not dead_letter.exists():
-        direct.create_container(DEAD_LETTER_CONTAINER)
+        direct.create_container(eventgrid.DEAD_LETTER_CONTAINER)
     direct_store = BlobStore(direct)
     events = events_in_upload_order(direct_store, container, recording)
     problems: list[str] = []

@@ -433,19 +433,18 @@ FAST_SEEDS = [(1, False), (2, False), (3, True), (4, True)]
 def test_under_faults_the_end_state_is_the_fault_free_one_and_nothing_else_was_touched(
     seed, manifests_only, azurite_connection_string, recording, baseline
 ):
-    # A manifest-only run makes a few dozen requests where an every-event run makes hundreds
-    # (volume events cost none, but they take the Function's path): twice the rates keep it
-    # from being nearly fault-free.
-    rates = (
-        {k: v if k.startswith("batch_part") else 2 * v for k, v in DEFAULT_RATES.items()}
-        if manifests_only
-        else None
-    )
+    # Only the three manifests' events make requests (volume events cost none), a dozen or so
+    # in either mode: at the default rates one run in eight drew fewer than 3 faults. Twice the
+    # rates while events are delivered make that negligible; the sweep keeps the default rates,
+    # under which bench/run_faults measured its three tries enough (at twice them, three
+    # incomplete sweeps in a row happened).
+    doubled = {k: v if k.startswith("batch_part") else 2 * v for k, v in DEFAULT_RATES.items()}
     result = fault_run(
         azurite_connection_string,
         recording,
         seed,
-        rates=rates,
+        rates=doubled,
+        sweep_rates=DEFAULT_RATES,
         manifests_only=manifests_only,
         baseline=baseline.end_state,
     )

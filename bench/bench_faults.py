@@ -138,7 +138,7 @@ def print_table(result: dict) -> None:
     rec = result["recording"]
     print(
         f"recording: {rec['blobs']} blobs ({rec['kinds']}), {rec['finished_volumes']} volumes of "
-        f"finished sets; faults.runs.DEFAULT_RATES x{result['rate_scale']}; at most "
+        f"finished sets; faultbed.runs.DEFAULT_RATES x{result['rate_scale']}; at most "
         f"{result['max_attempts']} delivery attempts per event\n"
     )
     modes = result["modes"]

@@ -4,8 +4,9 @@
 names.parse gets mutated duplicity names; events.parse_event, and behind it the whole
 RetierService.handle_event, gets mutated BlobCreated events, with a storage stand-in that records
 every call (tests/fuzz_support.py). A run fails (exit 1) on the first input that raises anything
-but InvalidEvent/IgnoredEvent, that reaches storage although it was rejected, or that makes a
-parser say something incoherent; it prints that input. No server is needed.
+but InvalidEvent/IgnoredEvent, that reaches storage although it was rejected or is not a
+manifest's event, or that makes a parser say something incoherent; it prints that input. No
+server is needed.
 
     bench/run_fuzz                               # 100,000 of each, seeds 1..4
     python bench/bench_fuzz.py --inputs 1000000 --seeds 1 --json

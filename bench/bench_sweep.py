@@ -61,10 +61,11 @@ from bench_manifest_event import (
     ratio,
 )
 from bench_manifest_event import parse_sizes as parse_blob_counts
-from delay_proxy import DEFAULT_DELAY, DelayProxy, endpoint_port
+from delay_proxy import DEFAULT_DELAY, DelayProxy
 from seeded_azurite import SeededAzurite, SeedError
 from synthetic_backups import History, backup_history
 
+from faultbed.proxy import endpoint_port
 from retier import names
 from retier.metering import CountingTransport, Meter
 from retier.policy import VOLUME_TIERS, canonical_tier, decide

@@ -27,12 +27,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import sys
 import threading
 import time
+from pathlib import Path
 
 from typing_extensions import Self
 
-LOOPBACK = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from faultbed.proxy import LOOPBACK, proxied_connection_string
+
 DEFAULT_DELAY = 0.020
 _METHOD = re.compile(rb"^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) ", re.ASCII)
 _HEADER_END = b"\r\n\r\n"
@@ -200,36 +205,6 @@ class DelayProxy:
         while data := await reader.read(1 << 16):
             writer.write(data)
             await writer.drain()
-
-
-def proxied_connection_string(connection_string: str, port: int) -> str:
-    """Replace the port of the BlobEndpoint (which must be on 127.0.0.1) with `port`."""
-    parts = []
-    found = False
-    for item in connection_string.split(";"):
-        key, sep, value = item.partition("=")
-        if key.strip().lower() == "blobendpoint":
-            match = re.fullmatch(r"(https?://)(127\.0\.0\.1|localhost)(:\d+)?(/.*)?", value.strip())
-            if not match:
-                raise ValueError("the proxy only fronts a BlobEndpoint on 127.0.0.1")
-            value = f"{match.group(1)}{LOOPBACK}:{port}{match.group(4) or ''}"
-            found = True
-        parts.append(f"{key}{sep}{value}" if sep else item)
-    if not found:
-        raise ValueError("connection string has no BlobEndpoint")
-    return ";".join(parts)
-
-
-def endpoint_port(connection_string: str) -> int:
-    for item in connection_string.split(";"):
-        key, _, value = item.partition("=")
-        if key.strip().lower() == "blobendpoint":
-            match = re.fullmatch(
-                r"https?://(?:127\.0\.0\.1|localhost):(\d+)(?:/.*)?", value.strip()
-            )
-            if match:
-                return int(match.group(1))
-    raise ValueError("connection string has no BlobEndpoint on 127.0.0.1:<port>")
 
 
 def main() -> None:

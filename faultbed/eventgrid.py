@@ -51,8 +51,6 @@ IGNORED = "ignored"
 DEAD_LETTERED = "dead-lettered"
 ENDS = (HANDLED, IGNORED, DEAD_LETTERED)
 
-SUBSCRIPTION = "retier-blob-created"  # the agreed event subscription name
-DEAD_LETTER_CONTAINER = "retier-dead-letter"
 UNDELIVERABLE_BAD_REQUEST = "UndeliverableDueToHttpBadRequest"
 
 
@@ -89,10 +87,6 @@ class Delivery:
     reason: str = ""
     outcome: Mapping[str, Any] | None = None
     dead_letter_blob: str | None = None
-
-    @property
-    def event_id(self) -> str:
-        return str(self.event.get("id"))
 
     @property
     def subject(self) -> str:
@@ -177,7 +171,7 @@ class EventGridStandIn:
         concurrency: int = 1,
         time_scale: float = 0.0,
         dead_letter=None,  # azure.storage.blob.ContainerClient, or None to drop (no destination)
-        subscription: str = SUBSCRIPTION,
+        subscription: str = eventgrid.SUBSCRIPTION,
         subject_filter: Callable[[Mapping[str, Any]], bool] | None = None,
         before_delivery: Callable[[Delivery], None] | None = None,
         start: datetime | None = None,
@@ -230,8 +224,8 @@ class EventGridStandIn:
         self._seq += 1
 
     # -- delivering ---------------------------------------------------------------------------
-    def run(self, *, until: float | None = None) -> Report:
-        """Deliver until every delivery has ended (or the virtual clock reaches `until`)."""
+    def run(self) -> Report:
+        """Deliver until every delivery has ended."""
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="event-grid") as pool:
             in_flight: dict[Future, Delivery] = {}
             while self._queue or in_flight:
@@ -250,8 +244,6 @@ class EventGridStandIn:
                         self._after(in_flight.pop(future), future.result())
                     continue
                 due = self._queue[0][0]
-                if until is not None and due > until:
-                    break
                 if self.time_scale:
                     time.sleep((due - self.now) * self.time_scale)
                 self.now = due

@@ -41,10 +41,6 @@ class Message:
                 return value
         return None
 
-    def set_header(self, name: str, value: str) -> None:
-        self.headers = [(k, v) for k, v in self.headers if k.lower() != name.lower()]
-        self.headers.append((name, value))
-
     # -- request line -------------------------------------------------------------------------
     @property
     def method(self) -> str:

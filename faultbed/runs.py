@@ -28,14 +28,13 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
 from faultbed.eventgrid import (
-    DEAD_LETTER_CONTAINER,
     HANDLED,
     IGNORED,
     MANIFESTS_ONLY,
@@ -222,7 +221,6 @@ class RunResult:
     sweeps: int  # sweeps run until one was complete
     tier_changes: int
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -285,7 +283,6 @@ def fault_run(
     max_sweeps: int = 3,
     volume_tier: str = VOLUME_TIER,
     baseline: dict[str, str] | None = None,
-    keep: bool = False,
 ) -> RunResult:
     """One seeded run; `problems` lists every check that failed (empty: the run passed).
 
@@ -297,9 +294,9 @@ def fault_run(
     direct = BlobServiceClient.from_connection_string(connection_string)
     container = f"faults-{seed}-{uuid.uuid4().hex[:10]}"
     upload(direct, container, recording)
-    dead_letter = direct.get_container_client(DEAD_LETTER_CONTAINER)
+    dead_letter = direct.get_container_client(eventgrid.DEAD_LETTER_CONTAINER)
     if not dead_letter.exists():
-        direct.create_container(DEAD_LETTER_CONTAINER)
+        direct.create_container(eventgrid.DEAD_LETTER_CONTAINER)
     direct_store = BlobStore(direct)
     events = events_in_upload_order(direct_store, container, recording)
     problems: list[str] = []
@@ -387,10 +384,9 @@ def fault_run(
     if tiers(direct, container) != end_state:
         problems.append("replaying the dead-lettered events changed the end state")
 
-    if not keep:
-        direct.delete_container(container)
-        for delivery in report.dead_lettered:
-            dead_letter.delete_blob(delivery.dead_letter_blob)
+    direct.delete_container(container)
+    for delivery in report.dead_lettered:
+        dead_letter.delete_blob(delivery.dead_letter_blob)
     summary = report.to_dict()
     return RunResult(
         seed=seed,
@@ -408,7 +404,6 @@ def fault_run(
         sweeps=len(sweeps),
         tier_changes=len(changes),
         seconds=time.monotonic() - started,
-        extra={"sweep_errors": [s.error for s in sweeps if s.error], "report": summary},
     )
 
 

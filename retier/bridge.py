@@ -48,8 +48,6 @@ logger = logging.getLogger(__name__)
 
 WEBHOOK_URL = "http://localhost:7071/runtime/webhooks/eventgrid?functionName=retier_blob_created"
 HEADERS = {"Content-Type": "application/json", "aeg-event-type": "Notification"}
-# The agreed event subscription name: dead-letter paths are named after it, as Event Grid's are.
-SUBSCRIPTION = "retier-blob-created"
 # The Functions host is an "AzureFunction" endpoint in the deployment, so its no-retry codes apply.
 ENDPOINT_TYPE = "AzureFunction"
 DEFAULT_INTERVAL = 2.0
@@ -385,7 +383,7 @@ class Bridge:
         """Write the event where Event Grid would: `<dir>/RETIER-BLOB-CREATED/y/m/d/h/<guid>.json`."""
         assert self.dead_letter_dir is not None
         path = self.dead_letter_dir / eventgrid.dead_letter_blob_name(
-            SUBSCRIPTION, self.wall_clock()
+            eventgrid.SUBSCRIPTION, self.wall_clock()
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps([self.dead_letter_record(delivery)], indent=2) + "\n")

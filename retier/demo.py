@@ -49,11 +49,9 @@ class Duplicity:
         env["PASSPHRASE"] = PASSPHRASE
         return env
 
-    def run(
-        self, *args: str, archive_dir: Path | None = None, check: bool = True, while_running=None
-    ) -> subprocess.CompletedProcess:
-        """Run duplicity; call `while_running()` every quarter second until it exits (for live events)."""
-        cmd = [
+    def command(self, *args: str, archive_dir: Path | None = None) -> list[str]:
+        """The duplicity command line `run` runs."""
+        return [
             duplicity_binary(),
             *args,
             "--archive-dir",
@@ -63,6 +61,12 @@ class Duplicity:
             "--no-print-statistics",
             *self.extra,
         ]
+
+    def run(
+        self, *args: str, archive_dir: Path | None = None, check: bool = True, while_running=None
+    ) -> subprocess.CompletedProcess:
+        """Run duplicity; call `while_running()` every quarter second until it exits (for live events)."""
+        cmd = self.command(*args, archive_dir=archive_dir)
         if while_running is None:
             proc = subprocess.run(
                 cmd, check=False, env=self.env(), capture_output=True, text=True, timeout=600

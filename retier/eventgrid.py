@@ -12,6 +12,11 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+# The deployment's names (infra/main.json: eventSubscriptionName, deadLetterContainerName).
+# Dead-letter blobs are named after the subscription.
+SUBSCRIPTION = "retier-blob-created"
+DEAD_LETTER_CONTAINER = "retier-dead-letter"
+
 # Only these answers count as delivered; anything else (or no answer in 30 s) is a failure.
 DELIVERED = frozenset({200, 201, 202, 203, 204})
 RESPONSE_TIMEOUT_SECONDS = 30

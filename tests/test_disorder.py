@@ -16,12 +16,9 @@ sub-request, not inferred from the end state.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,7 +29,7 @@ from faultbed.proxy import FaultProxy
 from retier.emulate import blob_created_event
 from retier.service import RetierService
 from retier.settings import Connection, load_settings
-from retier.storage import BlobItem, BlobStore, connect
+from retier.storage import BlobItem, BlobStore
 
 pytestmark = pytest.mark.azurite
 
@@ -155,52 +152,3 @@ def test_any_order_of_events_ends_the_same_with_each_volume_tiered_once(
     assert set(counts) <= FINISHED_VOLUMES
     assert max(counts.values(), default=0) <= 1
     assert {n for n in FINISHED_VOLUMES if n not in gone} <= set(counts)
-
-
-class InterleavingStore(BlobStore):
-    """Real Azurite; each set_tier call waits (up to 5 s) for a second one, to force an interleaving."""
-
-    def __init__(self, client, parties: int = 2):
-        super().__init__(client)
-        self.barrier = threading.Barrier(parties, timeout=5)
-
-    def set_tier(self, container, names, tier, **kwargs):
-        with contextlib.suppress(threading.BrokenBarrierError):
-            self.barrier.wait()
-        return super().set_tier(container, names, tier, **kwargs)
-
-
-def test_a_volume_event_racing_its_manifests_event_tiers_each_volume_once(
-    azurite_connection_string, blob_service
-):
-    container = f"d{uuid.uuid4().hex[:20]}"
-    client = blob_service.create_container(container)
-    try:
-        for name in OTHER:
-            client.upload_blob(name, b"duplicity bytes " + name.encode())
-        with FaultProxy.in_front_of(azurite_connection_string) as proxy:
-            conn = Connection(connection_string=proxy.connection_string(azurite_connection_string))
-            env = {"RETIER_STORAGE": conn.connection_string, "RETIER_VOLUME_TIER": TIER}
-            store = InterleavingStore(connect(conn))
-            service = RetierService(load_settings(env), store)
-            items = {i.name: i for i in store.list_blobs(container)}
-            events = [
-                blob_created_event(
-                    account=store.account_name,
-                    container=container,
-                    item=items[name],
-                    url=store.blob_url(container, name),
-                )
-                for name in (OTHER[-1], OTHER[1])  # the manifest, and the last volume
-            ]
-            entry = function_endpoint()
-            with serving(service), ThreadPoolExecutor(2) as pool:
-                answers = list(pool.map(entry, events))
-            counts = proxy.tier_change_counts(container)
-        assert [a.status for a in answers] == [200, 200]
-        assert {b.name: b.blob_tier for b in client.list_blobs()} == {
-            n: TIER if ".difftar" in n else "Hot" for n in OTHER
-        }
-        assert counts == dict.fromkeys((n for n in OTHER if ".difftar" in n), 1)
-    finally:
-        client.delete_container()

@@ -1,5 +1,5 @@
 """Hostile input: events.parse_event and names.parse never fail in an unplanned way, a rejected
-event never reaches storage, and no input can forge a log line. A fast slice of the fuzzing
+event (or any but a manifest's) never reaches storage, and no input can forge a log line. A fast slice of the fuzzing
 that bench/run_fuzz runs at 100,000+ inputs (tests/fuzz_support.py holds both)."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_a_seeded_slice_of_the_benchmark_fuzz_finds_nothing(seed):
 
 
 def test_the_recorder_would_see_a_storage_call(monkeypatch):
-    """The oracle can fail: a service that listed before validating is caught."""
+    """The oracle can fail: a service that listed before validating, or on a volume's event, is caught."""
     from retier.service import RetierService
 
     original = RetierService.handle_event
@@ -65,6 +65,8 @@ def test_the_recorder_would_see_a_storage_call(monkeypatch):
     monkeypatch.setattr(RetierService, "handle_event", lists_first)
     with pytest.raises(fz.UnexpectedBehaviour, match="call"):
         fz.check_service({"eventType": "Microsoft.Storage.BlobDeleted"})
+    with pytest.raises(fz.UnexpectedBehaviour, match="volume event .* reached storage"):
+        fz.check_service(fz.valid_event(fz.SEED_NAMES[0]))
 
 
 def test_a_valid_event_for_a_manifest_reaches_storage_through_the_stand_in():

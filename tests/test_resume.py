@@ -6,9 +6,7 @@ reported. (duplicity 3.2.1 cannot resume on Azure: see step 2 and the README.)""
 from __future__ import annotations
 
 import os
-import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from faultbed.proxy import STALL_BEFORE, FaultProxy, RequestInfo
 from retier import names
-from retier.demo import Duplicity, change_sample_tree, deliver_new_events, duplicity_binary
+from retier.demo import Duplicity, change_sample_tree, deliver_new_events, make_sample_tree
 from retier.names import Kind
 from retier.service import IGNORED, VOLUME_WAITS, RetierService
 from retier.settings import load_settings
@@ -26,18 +25,6 @@ from retier.storage import BlobStore, connect
 from retier.sweep import sweep_container
 
 pytestmark = [pytest.mark.azurite, pytest.mark.duplicity]
-
-
-def _tree(root: Path, files: int, size: int = 1_000_000, seed: int = 11) -> Path:
-    import random
-
-    rng = random.Random(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(files):
-        (root / f"part-{i}.bin").write_bytes(rng.randbytes(size))
-    (root / "docs").mkdir(exist_ok=True)
-    (root / "docs" / "notes.txt").write_text("resume me\n" * 100)
-    return root
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -48,20 +35,8 @@ def _same_tree(a: Path, b: Path) -> bool:
 
 
 def _start(dup: Duplicity, kind: str, source: Path) -> subprocess.Popen:
-    """The exact command Duplicity.backup runs, started so that the test can kill it."""
-    cmd = [
-        duplicity_binary(),
-        kind,
-        "--volsize",
-        str(dup.volsize_mb),
-        str(source),
-        dup.url,
-        "--archive-dir",
-        str(dup.archive_dir),
-        "--name",
-        "retier",
-        "--no-print-statistics",
-    ]
+    """The backup `dup.backup` runs, started so that the test can kill it."""
+    cmd = dup.command(kind, "--volsize", str(dup.volsize_mb), str(source), dup.url)
     return subprocess.Popen(
         cmd, env=dup.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -81,71 +56,40 @@ def _set_blobs(store: BlobStore, container: str, type_: str) -> dict[str, list]:
     return found
 
 
-class UploadHoldingProxy:
-    """A loopback TCP proxy to Azurite that forwards everything except the one request whose
-    first line matches `hold`: that upload never arrives, and the client waits on it, as on a
-    link that died mid-upload. Lets a test kill duplicity at an exact point of its work."""
-
-    def __init__(self, upstream_port: int, hold: bytes):
-        self.upstream_port = upstream_port
-        self.hold = re.compile(hold, re.MULTILINE)
-        self.held = threading.Event()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def connection_string(self, conn: str) -> str:
-        return re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{self.port}", conn)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            except OSError:
-                return
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
-        try:
-            while data := src.recv(1 << 16):
-                if requests and not self.held.is_set() and self.hold.search(data):
-                    self.held.set()
-                    return  # never forwarded
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self._server.close()
-        for s in self._sockets:
-            s.close()
-
-
-def _azurite_port(conn: str) -> int:
-    return int(re.search(r"127\.0\.0\.1:(\d+)", conn).group(1))
-
-
 def _interrupt(dup: Duplicity, kind: str, source: Path, volume: int, sig: int) -> None:
-    """Run a backup whose upload of `volume` never arrives, and kill it right then."""
-    proxy = UploadHoldingProxy(
-        _azurite_port(dup.connection_string), rb"^PUT /\S*\.vol%d\.difftar" % volume
-    )
-    via_proxy = replace(dup, connection_string=proxy.connection_string(dup.connection_string))
-    proc = _start(via_proxy, kind, source)
-    try:
-        if not proxy.held.wait(timeout=120):
-            pytest.fail(f"duplicity {kind} never started uploading volume {volume}")
-        proc.send_signal(sig)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proxy.close()
+    """Run a backup whose upload of `volume` never gets an answer, and kill it right then.
+
+    The fault proxy stalls that one upload (nothing forwarded), as a link that died mid-upload.
+    """
+    held = threading.Event()
+
+    def first_upload_of_volume(info: RequestInfo) -> bool:
+        if (
+            held.is_set()
+            or info.method != "PUT"
+            or f".vol{volume}.difftar" not in (info.blob or "")
+        ):
+            return False
+        held.set()
+        return True
+
+    with FaultProxy.in_front_of(
+        dup.connection_string,
+        rates={STALL_BEFORE: 1.0},
+        stall_seconds=600,  # until the proxy stops
+        fault_filter=first_upload_of_volume,
+    ) as proxy:
+        via_proxy = replace(dup, connection_string=proxy.connection_string(dup.connection_string))
+        proc = _start(via_proxy, kind, source)
+        try:
+            if not held.wait(timeout=120):
+                pytest.fail(f"duplicity {kind} never started uploading volume {volume}")
+            proc.send_signal(sig)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _assert_nothing_of_an_unfinished_set_is_tiered(store, container) -> None:
@@ -170,7 +114,7 @@ def test_killed_backup_under_archive_stays_untiered_until_finished_and_restores(
     store = BlobStore.from_connection(settings.connection)
     service = RetierService(settings, store)
     dup = Duplicity(azurite_connection_string, container, tmp_path / "cache")
-    source = _tree(tmp_path / "source", files=3)  # four volumes of 1 MB
+    source = make_sample_tree(tmp_path / "source", seed=11, size=1_000_000)  # 4 volumes of 1 MB
     seen: set[str] = set()
 
     def deliver_and_check():
@@ -191,9 +135,7 @@ def test_killed_backup_under_archive_stays_untiered_until_finished_and_restores(
     #    reading volume 1 back (it was not archived: the restart got that far); its Azure backend
     #    then refuses to overwrite that volume. A duplicity limitation, not retier's doing: the
     #    failure is BlobAlreadyExists, never BlobArchived.
-    again = dup.run(
-        "full", "--volsize", "1", str(source), dup.url, check=False, while_running=deliver_and_check
-    )
+    again = dup.backup("full", source, check=False, while_running=deliver_and_check)
     said = again.stdout + again.stderr
     assert again.returncode != 0 and "BlobAlreadyExists" in said and "BlobArchived" not in said
     assert "Restarting after volume 1" in said
@@ -209,7 +151,7 @@ def test_killed_backup_under_archive_stays_untiered_until_finished_and_restores(
     for item in killed["volume"]:
         if names.parse(item.name).volume > 1:
             client.delete_blob(item.name)
-    over = dup.run("full", "--volsize", "1", str(source), dup.url, while_running=deliver_and_check)
+    over = dup.backup("full", source, while_running=deliver_and_check)
     assert "starting backup from beginning" in over.stdout + over.stderr
     outcomes = deliver_and_check()
     full = _set_blobs(store, container, "full")

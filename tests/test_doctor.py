@@ -208,6 +208,19 @@ def test_volumes_cool_by_the_account_default_are_no_trap(
     assert checks(report)[f"{container} listing"].details["to_move"] == 3  # Cool -> Cold
 
 
+def test_volumes_listed_before_their_manifest_are_relisted_and_counted_as_to_move(
+    blob_service, container, azurite_connection_string
+):
+    # Per-type prefixes: the "a/" volumes are listed before their "m/" manifest (as legacy short
+    # names are), so the planner decides them only from a second listing of the set.
+    upload(blob_service, container, [f"a/{v}" for v in FULL_VOLS] + [f"m/{FULL_META[0]}"])
+    prefixes = {"RETIER_FILE_PREFIX_ARCHIVE": "a/", "RETIER_FILE_PREFIX_MANIFEST": "m/"}
+    report = run(azurite_connection_string, [container], **prefixes)
+    listing = checks(report)[f"{container} listing"]
+    assert listing.details == {"listed": 4, "to_move": 3, "to_move_bytes": 300}
+    assert checks(report)[f"{container} unfinished sets"].status == OK
+
+
 def test_an_unfinished_set_older_than_a_day_warns_with_its_age_size_and_the_cleanup_hint(
     blob_service, container, azurite_connection_string
 ):

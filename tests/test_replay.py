@@ -227,22 +227,20 @@ def test_records_the_models_refuse_are_invalid(record, why):
 
 
 def test_dead_letter_storage_is_a_connection_string_or_a_plain_url_and_never_echoed():
-    backup = Connection(connection_string="AccountName=backups;AccountKey=a2V5")
-    assert dead_letter_connection(None, backup) is backup
-    host = dead_letter_connection("https://retierhost.blob.core.windows.net", backup)
+    host = dead_letter_connection("https://retierhost.blob.core.windows.net")
     assert (host.blob_service_uri, host.account_name) == (
         "https://retierhost.blob.core.windows.net",
         "retierhost",
     )
     secret = "AccountName=retierhost;AccountKey=c2VjcmV0"
-    assert dead_letter_connection(secret, backup).account_name == "retierhost"
+    assert dead_letter_connection(secret).account_name == "retierhost"
     for bad in (
         "https://retierhost.blob.core.windows.net/?sv=2024&sig=c2VjcmV0",
         "c2VjcmV0",
         "AccountKey=c2VjcmV0",
     ):
         with pytest.raises(SettingsError) as info:
-            dead_letter_connection(bad, backup)
+            dead_letter_connection(bad)
         assert "c2VjcmV0" not in str(info.value) and "--dead-letter-storage" in str(info.value)
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from azure.eventgrid import EventGridEvent
 
 from retier import eventgrid
-from retier.emulate import _upload_order, blob_created_event
+from retier.emulate import blob_created_event, upload_order
 from retier.events import BLOB_CREATED
 from retier.storage import BlobItem, StorageError
 
@@ -104,7 +104,7 @@ def diff(
         now[item.name] = item.etag
         if item.name not in seen or seen[item.name] != item.etag:
             changed.append(item)
-    return sorted(changed, key=_upload_order), now
+    return sorted(changed, key=upload_order), now
 
 
 def wire_event(*, account: str, container: str, item: BlobItem, url: str) -> dict:

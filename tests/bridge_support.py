@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
@@ -74,12 +75,6 @@ def is_event_time(text: str) -> bool:
     except ValueError:
         return False
     return fraction == "" or (fraction.isdigit() and len(fraction) <= 7)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_functions() -> dict:

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,30 +31,30 @@ def connection_string(port: int) -> str:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on now (bound, then released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def azurite_connection_string():
-    """Azurite's connection string. Missing Azurite is an error, never a skip."""
-    given = os.environ.get("RETIER_TEST_STORAGE")
-    if given:
-        yield given
-        return
-    binary = shutil.which("azurite-blob") if not AZURITE_BIN.exists() else str(AZURITE_BIN)
+def azurite_binary() -> str:
+    binary = str(AZURITE_BIN) if AZURITE_BIN.exists() else shutil.which("azurite-blob")
     if not binary:
         pytest.fail(
             "Azurite is not installed: run scripts/test (it installs azurite@3.35.0 into .tools), "
             "or set RETIER_TEST_STORAGE to an Azurite connection string",
             pytrace=False,
         )
-    port = _free_port()
+    return binary
+
+
+@contextmanager
+def start_azurite(port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+    """An in-memory Azurite on 127.0.0.1:`port` until the block ends; failing to start fails the test."""
     proc = subprocess.Popen(
         [
-            binary,
+            azurite_binary(),
             "--blobHost",
             "127.0.0.1",
             "--blobPort",
@@ -62,22 +64,36 @@ def azurite_connection_string():
             "--disableTelemetry",
             "--silent",
         ],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("Azurite did not start", pytrace=False)
-            time.sleep(0.1)
-    yield connection_string(port)
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Azurite did not start on 127.0.0.1:{port}", pytrace=False)
+                time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def azurite_connection_string():
+    """Azurite's connection string. Missing Azurite is an error, never a skip."""
+    given = os.environ.get("RETIER_TEST_STORAGE")
+    if given:
+        yield given
+        return
+    port = free_port()
+    with start_azurite(port):
+        yield connection_string(port)
 
 
 @pytest.fixture(scope="session")

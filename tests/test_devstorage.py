@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +21,7 @@ import uuid
 import pytest
 from azure.storage.blob import BlobServiceClient
 from bridge_support import ROOT, FunctionsHostStandIn, load_functions
-from conftest import AZURITE_BIN
+from conftest import start_azurite
 
 from retier import settings as s
 from retier.functions import service_from_environment
@@ -123,24 +122,8 @@ def development_storage():
             )
         yield DEV  # someone's Azurite: use it (containers here are unique and deleted)
         return
-    binary = str(AZURITE_BIN) if AZURITE_BIN.exists() else shutil.which("azurite-blob")
-    if not binary:
-        pytest.fail("Azurite is not installed: run scripts/test", pytrace=False)
-    proc = subprocess.Popen(
-        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(PORT), "--inMemoryPersistence"]
-        + ["--skipApiVersionCheck", "--disableTelemetry", "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while _server_at_port() is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"Azurite did not start on 127.0.0.1:{PORT}", pytrace=False)
-        time.sleep(0.1)
-    yield DEV
-    proc.terminate()
-    proc.wait(timeout=10)
+    with start_azurite(PORT):
+        yield DEV
 
 
 @pytest.fixture

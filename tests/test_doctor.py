@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import StandardBlobTier
-from conftest import AZURITE_BIN, connection_string
+from conftest import connection_string, free_port, start_azurite
 
 from retier import costs
 from retier.doctor import FAIL, OK, ROLE, WARN, diagnose, tier_support
@@ -376,7 +373,7 @@ def test_a_bad_setting_in_text_output_is_one_fail_line_and_exit_2(
 
 
 def test_unreachable_storage_fails_and_exits_1(run_retier):
-    closed = connection_string(_closed_port())
+    closed = connection_string(free_port())
     proc = run_retier("doctor", "--container", "backups", env={"RETIER_STORAGE": closed})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "fail  storage: no answer from http://127.0.0.1:" in proc.stdout
@@ -435,42 +432,12 @@ def test_a_sas_in_the_connection_string_is_never_printed(
 # when the doctor (on the real clock) reads them. Started here, stopped after the test.
 @pytest.fixture
 def azurite_three_days_behind():
-    if not AZURITE_BIN.exists():
-        pytest.fail(f"Azurite is not installed at {AZURITE_BIN}: run scripts/test", pytrace=False)
-    port = _closed_port()
     env = dict(os.environ)
     env["NODE_OPTIONS"] = f"--require {Path(__file__).with_name('azurite_clock_behind.js')}"
     env["RETIER_TEST_CLOCK_OFFSET_MS"] = str(-3 * 86400 * 1000)
-    proc = subprocess.Popen(
-        [
-            str(AZURITE_BIN),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the clock-shifted Azurite did not start", pytrace=False)
-                time.sleep(0.1)
+    port = free_port()
+    with start_azurite(port, env):
         yield connection_string(port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_cli_names_an_unfinished_set_really_left_three_days_ago(
@@ -502,10 +469,3 @@ def test_doctor_and_replay_help_show_examples(run_retier):
     for command in ("doctor", "replay"):
         proc = run_retier(command, "--help")
         assert proc.returncode == 0 and "example" in proc.stdout
-
-
-def _closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

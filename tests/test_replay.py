@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import connection_string
+from conftest import connection_string, free_port
 
 from retier import eventgrid
 from retier.emulate import blob_created_event
@@ -179,12 +178,6 @@ def run_replay(store, container, service, **kwargs):
     for r in results:
         summary.add(r)
     return results, summary
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- decoding, without a server --------------------------------------------------------------------
@@ -387,7 +380,7 @@ def test_an_event_that_needs_a_retry_keeps_its_blob_and_exits_1(
     )
     written = contents(blob_service, dead_letters)
     # The backup account does not answer; the dead-letter account does.
-    unreachable = connection_string(closed_port())
+    unreachable = connection_string(free_port())
     proc = run_retier(
         "replay",
         "--dead-letter-container",

@@ -11,7 +11,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,6 +94,31 @@ def load_functions() -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return {fn.get_function_name(): fn for fn in module.app.get_functions()}
+
+
+def run_cli_bridge(host, delivered: int, storage: str, *args: str) -> tuple[int, str, str]:
+    """`python -m retier bridge ARGS` with only RETIER_STORAGE=`storage` set, until `host` has
+    answered 202 `delivered` times; then Ctrl-C. Returns (exit code, stdout, stderr)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
+    env["RETIER_STORAGE"] = storage
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retier", "bridge", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while sum(r.status == 202 for r in host.received) < delivered:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err
 
 
 @dataclass

@@ -17,7 +17,7 @@ from retier.doctor import FAIL, OK, ROLE, WARN, diagnose, tier_support
 from retier.metering import CountingTransport, Meter
 from retier.policy import Policy
 from retier.settings import Connection
-from retier.storage import BlobStore, StorageError
+from retier.storage import AccountInfo, BlobStore, StorageError
 
 T1, T2, T3 = "20240101T020304Z", "20240102T020304Z", "20240103T020304Z"
 FULL_VOLS = [f"duplicity-full.{T1}.vol{i}.difftar.gpg" for i in (1, 2, 3)]
@@ -183,6 +183,26 @@ def test_volumes_uploaded_as_explicit_cool_warn_with_count_bytes_and_charge(
     # Volumes bound for Cool anyway are no trap.
     as_cool = run(azurite_connection_string, [container], now=now, RETIER_VOLUME_TIER="Cool")
     assert checks(as_cool)[f"{container} explicit Cool"].status == OK
+
+
+class BlobStorageAccountStandIn(BlobStore):
+    """Azurite answers StorageV2: this answers as a legacy Blob Storage account, whose Cool tier
+    has no minimum days (Azure bills Cool's early deletion on general-purpose v2 only)."""
+
+    def account_information(self):
+        return AccountInfo("Standard_LRS", "BlobStorage", False)
+
+
+def test_explicit_cool_on_a_legacy_blob_storage_account_warns_with_no_charge(
+    blob_service, container, azurite_connection_string
+):
+    upload(blob_service, container, FULL_VOLS + FULL_META, tier=StandardBlobTier.COOL)
+    report = run(
+        azurite_connection_string, [container], store=BlobStorageAccountStandIn(blob_service)
+    )
+    cool = checks(report)[f"{container} explicit Cool"]
+    assert cool.status == WARN
+    assert (cool.details["volumes"], cool.details["bytes"], cool.details["charge"]) == (3, 300, 0)
 
 
 class CoolDefaultAccountStandIn(BlobStore):

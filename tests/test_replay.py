@@ -435,6 +435,21 @@ def test_malformed_blobs_are_reported_and_left_alone_and_the_rest_replayed(
     assert summary["summary"]["blobs"] == {MOVED: 1, MALFORMED: len(malformed)}
 
 
+def test_a_blob_too_large_for_event_grid_is_reported_and_never_read(
+    blob_service, dead_letters, azurite_connection_string, monkeypatch
+):
+    monkeypatch.setattr("retier.replay.MAX_BLOB_BYTES", 100)  # 16 MB in the code: kept small here
+    name = dead_letter(blob_service, dead_letters, "[" + " " * 100 + "]")
+    meter = Meter()
+    dl_store = BlobStore.from_connection(
+        Connection(connection_string=azurite_connection_string), transport=CountingTransport(meter)
+    )
+    (result,), summary = run_replay(dl_store, dead_letters, service_for(azurite_connection_string))
+    assert (result.name, result.fate) == (name, MALFORMED) and "too large" in result.reason
+    assert meter.by_operation == {"list": 2} and summary.exit_code == 2  # listed, not downloaded
+    assert set(contents(blob_service, dead_letters)) == {name}
+
+
 def test_an_invalid_event_keeps_its_blob_while_the_valid_one_beside_it_is_handled(
     blob_service, container, dead_letters, store, azurite_connection_string
 ):

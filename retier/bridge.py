@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from azure.eventgrid import EventGridEvent
-
 from retier import eventgrid
 from retier.emulate import blob_created_event, upload_order
 from retier.events import BLOB_CREATED
@@ -115,6 +113,9 @@ def wire_event(*, account: str, container: str, item: BlobItem, url: str) -> dic
     Grid stamps it on delivery, so it is added here as Event Grid adds it ("1"). The data is
     Blob Storage's, as retier.emulate documents it, with the ETag quoted as Azure sends it.
     """
+    # Here, not at the top: the CLI's parser reads this module's defaults for every command.
+    from azure.eventgrid import EventGridEvent
+
     documented = blob_created_event(account=account, container=container, item=item, url=url)
     etag = documented["data"].get("eTag")
     if etag and not etag.startswith('"'):

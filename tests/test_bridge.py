@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -19,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from bridge_support import (
     DOCUMENTED_BLOB_CREATED,
+    ROOT,
     FunctionsHostStandIn,
     is_event_time,
     load_functions,
@@ -513,6 +516,17 @@ def test_cli_help_has_examples_and_the_hosts_webhook(run_retier):
     assert "localhost:7071/runtime/webhooks/eventgrid?functionName=retier_blob_created" in (
         proc.stdout.replace("\n", "").replace(" ", "")
     )
+
+
+def test_the_cli_parser_does_not_load_azure_eventgrid():
+    # Every command builds the whole parser, `retier bridge`'s defaults included (from
+    # retier.bridge): only delivering an event needs the azure-eventgrid model.
+    code = "import sys; from retier.cli import build_parser; build_parser(); "
+    code += "print('azure.eventgrid' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.stdout.strip() == "False", proc.stderr
 
 
 @pytest.mark.parametrize(

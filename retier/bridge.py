@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -184,7 +184,6 @@ class Attempt:
 @dataclass
 class Tally:
     polls: int = 0
-    listed: int = 0  # blobs listed, summed over polls
     queued: int = 0  # events queued (new or replaced blobs)
     delivered: int = 0
     redeliveries: int = 0  # attempts after the first
@@ -285,15 +284,10 @@ class Bridge:
 
     def _diff(self, watch: _Watch, send: bool) -> tuple[list[BlobItem], dict[str, str | None]]:
         # Streamed page by page: only `seen` (old and new) and the changes are held in memory.
-        listing = self._counted(self.store.list_blobs(watch.container, self.prefix))
+        listing = self.store.list_blobs(watch.container, self.prefix)
         if send:
             return diff(watch.seen, listing)
         return [], {item.name: item.etag for item in listing}
-
-    def _counted(self, items: Iterable[BlobItem]) -> Iterator[BlobItem]:
-        for item in items:
-            self.tally.listed += 1
-            yield item
 
     def _queue(self, container: str, item: BlobItem) -> Delivery:
         event = wire_event(

@@ -146,7 +146,6 @@ def diagnose(
     *,
     now: datetime | None = None,
     store: BlobStore | None = None,
-    client_kwargs: Mapping | None = None,
 ) -> Report:
     """Run every check. `containers` default to RETIER_CONTAINERS; `now` is the clock ages use."""
     env = os.environ if env is None else env
@@ -175,7 +174,7 @@ def diagnose(
         )
         return report
     if store is None:
-        store = BlobStore.from_connection(settings.connection, **dict(client_kwargs or {}))
+        store = BlobStore.from_connection(settings.connection)
     reachable, account_kind = _check_account(store, settings, report)
     if not reachable:
         return report  # no answer at all: every other check would say the same

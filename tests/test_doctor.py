@@ -50,7 +50,7 @@ def state(blob_service, container):
 
 def run(conn, containers=None, *, now=None, store=None, **settings):
     env = {"RETIER_STORAGE": conn, **settings}
-    return diagnose(env, containers, now=now, store=store, client_kwargs={"retry_total": 0})
+    return diagnose(env, containers, now=now, store=store)
 
 
 def checks(report, status=None):

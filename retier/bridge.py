@@ -32,15 +32,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from azure.eventgrid import EventGridEvent
-
 from retier import eventgrid
-from retier.emulate import _upload_order, blob_created_event
+from retier.emulate import blob_created_event, upload_order
 from retier.events import BLOB_CREATED
 from retier.storage import BlobItem, StorageError
 
@@ -102,7 +100,7 @@ def diff(
         now[item.name] = item.etag
         if item.name not in seen or seen[item.name] != item.etag:
             changed.append(item)
-    return sorted(changed, key=_upload_order), now
+    return sorted(changed, key=upload_order), now
 
 
 def wire_event(*, account: str, container: str, item: BlobItem, url: str) -> dict:
@@ -113,6 +111,9 @@ def wire_event(*, account: str, container: str, item: BlobItem, url: str) -> dic
     Grid stamps it on delivery, so it is added here as Event Grid adds it ("1"). The data is
     Blob Storage's, as retier.emulate documents it, with the ETag quoted as Azure sends it.
     """
+    # Here, not at the top: the CLI's parser reads this module's defaults for every command.
+    from azure.eventgrid import EventGridEvent
+
     documented = blob_created_event(account=account, container=container, item=item, url=url)
     etag = documented["data"].get("eTag")
     if etag and not etag.startswith('"'):
@@ -181,7 +182,6 @@ class Attempt:
 @dataclass
 class Tally:
     polls: int = 0
-    listed: int = 0  # blobs listed, summed over polls
     queued: int = 0  # events queued (new or replaced blobs)
     delivered: int = 0
     redeliveries: int = 0  # attempts after the first
@@ -282,15 +282,10 @@ class Bridge:
 
     def _diff(self, watch: _Watch, send: bool) -> tuple[list[BlobItem], dict[str, str | None]]:
         # Streamed page by page: only `seen` (old and new) and the changes are held in memory.
-        listing = self._counted(self.store.list_blobs(watch.container, self.prefix))
+        listing = self.store.list_blobs(watch.container, self.prefix)
         if send:
             return diff(watch.seen, listing)
         return [], {item.name: item.etag for item in listing}
-
-    def _counted(self, items: Iterable[BlobItem]) -> Iterator[BlobItem]:
-        for item in items:
-            self.tally.listed += 1
-            yield item
 
     def _queue(self, container: str, item: BlobItem) -> Delivery:
         event = wire_event(

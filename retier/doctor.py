@@ -146,7 +146,6 @@ def diagnose(
     *,
     now: datetime | None = None,
     store: BlobStore | None = None,
-    client_kwargs: Mapping | None = None,
 ) -> Report:
     """Run every check. `containers` default to RETIER_CONTAINERS; `now` is the clock ages use."""
     env = os.environ if env is None else env
@@ -175,7 +174,7 @@ def diagnose(
         )
         return report
     if store is None:
-        store = BlobStore.from_connection(settings.connection, **dict(client_kwargs or {}))
+        store = BlobStore.from_connection(settings.connection)
     reachable, account_kind = _check_account(store, settings, report)
     if not reachable:
         return report  # no answer at all: every other check would say the same
@@ -458,16 +457,18 @@ def _scan(
     account_kind: str | None,
     now: datetime,
 ) -> tuple[Plan, _CoolTrap]:
-    """One streamed listing: the sweep's planner (sets, unfinished sets) and the explicit-Cool count."""
+    """One streamed listing: the sweep's planner (sets, unfinished sets) and the explicit-Cool count.
+
+    Sets whose volumes are listed before their manifest (per-type prefixes, legacy short names)
+    are listed again by prefix, as the sweep does: only then are their volumes decided.
+    """
     planner = Planner(container, settings.policy, **settings.name_prefixes)
     trap = _CoolTrap()
     cool_has_minimum = account_kind != "BlobStorage"  # no Cool minimum on legacy Blob Storage
     for item in store.list_blobs(container):
-        planner.feed(item)
-        if item.tier != "Cool" or item.tier_inferred:
-            continue
         name = names.parse(item.name)
-        if name.kind is not Kind.VOLUME:
+        planner.feed(item, name)
+        if item.tier != "Cool" or item.tier_inferred or name.kind is not Kind.VOLUME:
             continue
         decision = policy.decide(name, item.tier, item.archive_status, settings.policy)
         if not decision.move:
@@ -479,6 +480,9 @@ def _scan(
             trap.charge += costs.early_deletion(item.size, "Cool", since, now, prices)
         if len(trap.examples) < MAX_EXAMPLES:
             trap.examples.append(item.name)
+    for key, prefix in planner.sets_to_relist():
+        for item in store.list_blobs(container, prefix):
+            planner.feed_relisted(key, item)
     return planner.finish(), trap
 
 

@@ -61,9 +61,12 @@ _UPLOAD_RANK = {
 }
 
 
-def _upload_order(item: BlobItem):
-    # Storage timestamps have one-second resolution; within a second, fall back to the order
-    # in which duplicity writes a set's objects.
+def upload_order(item: BlobItem):
+    """Sort key: the order duplicity uploaded blobs in (events_for, and retier bridge's polls).
+
+    Storage timestamps have one-second resolution; within a second, it falls back to the
+    order in which duplicity writes a set's objects.
+    """
     name = parse(item.name)
     return (
         item.creation_time or item.last_modified,
@@ -76,7 +79,7 @@ def _upload_order(item: BlobItem):
 
 def events_for(store, container: str, items: Iterable[BlobItem]) -> list[dict]:
     """Events for `items` in upload order (oldest first), the order Azure would most likely send them."""
-    ordered = sorted(items, key=_upload_order)
+    ordered = sorted(items, key=upload_order)
     return [
         blob_created_event(
             account=store.account_name,

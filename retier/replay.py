@@ -65,11 +65,9 @@ class InvalidRecord(ValueError):
     """A dead-lettered record that is not an event the models accept; no retry can fix it."""
 
 
-def dead_letter_connection(value: str | None, default: Connection) -> Connection:
-    """The dead-letter account: `value` (a connection string, or an https blob service URL used
-    with DefaultAzureCredential) or, without one, the backup account's connection."""
-    if value is None:
-        return default
+def dead_letter_connection(value: str) -> Connection:
+    """The dead-letter account from --dead-letter-storage: a connection string, or an https blob
+    service URL used with DefaultAzureCredential."""
     value = value.strip()
     source = "--dead-letter-storage"
     if value.lower().startswith(("https://", "http://")):

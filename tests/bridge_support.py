@@ -11,14 +11,20 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import socket
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
@@ -76,12 +82,6 @@ def is_event_time(text: str) -> bool:
     return fraction == "" or (fraction.isdigit() and len(fraction) <= 7)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def load_functions() -> dict:
     """function_app.py's functions by name, indexed as the worker indexes them.
 
@@ -94,6 +94,31 @@ def load_functions() -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return {fn.get_function_name(): fn for fn in module.app.get_functions()}
+
+
+def run_cli_bridge(host, delivered: int, storage: str, *args: str) -> tuple[int, str, str]:
+    """`python -m retier bridge ARGS` with only RETIER_STORAGE=`storage` set, until `host` has
+    answered 202 `delivered` times; then Ctrl-C. Returns (exit code, stdout, stderr)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
+    env["RETIER_STORAGE"] = storage
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retier", "bridge", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while sum(r.status == 202 for r in host.received) < delivered:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err
 
 
 @dataclass

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,17 +32,14 @@ def connection_string(port: int) -> str:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on now (bound, then released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@contextmanager
-def running_azurite(port: int, env: dict[str, str] | None = None):
-    """A private in-memory Azurite on 127.0.0.1:`port` (its connection string), stopped on exit.
-
-    Missing Azurite, or one that does not start, fails the test: never a skip."""
+def azurite_binary() -> str:
     binary = str(AZURITE_BIN) if AZURITE_BIN.exists() else shutil.which("azurite-blob")
     if not binary:
         pytest.fail(
@@ -49,9 +47,24 @@ def running_azurite(port: int, env: dict[str, str] | None = None):
             "or set RETIER_TEST_STORAGE to an Azurite connection string",
             pytrace=False,
         )
+    return binary
+
+
+@contextmanager
+def start_azurite(port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+    """An in-memory Azurite on 127.0.0.1:`port` until the block ends; failing to start fails the test."""
     proc = subprocess.Popen(
-        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
-        + ["--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+        [
+            azurite_binary(),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -66,7 +79,7 @@ def running_azurite(port: int, env: dict[str, str] | None = None):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"Azurite did not start on 127.0.0.1:{port}", pytrace=False)
                 time.sleep(0.1)
-        yield connection_string(port)
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -74,13 +87,14 @@ def running_azurite(port: int, env: dict[str, str] | None = None):
 
 @pytest.fixture(scope="session")
 def azurite_connection_string():
-    """Azurite's connection string: RETIER_TEST_STORAGE's (scripts/test), or one started here."""
+    """Azurite's connection string. Missing Azurite is an error, never a skip."""
     given = os.environ.get("RETIER_TEST_STORAGE")
     if given:
         yield given
         return
-    with running_azurite(_free_port()) as conn:
-        yield conn
+    port = free_port()
+    with start_azurite(port):
+        yield connection_string(port)
 
 
 @pytest.fixture(scope="session")

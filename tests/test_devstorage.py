@@ -8,20 +8,15 @@ already there is used, and anything else there fails the tests (never skips them
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
 from azure.storage.blob import BlobServiceClient
-from bridge_support import ROOT, FunctionsHostStandIn, load_functions
-from conftest import running_azurite
+from bridge_support import ROOT, FunctionsHostStandIn, load_functions, run_cli_bridge
+from conftest import start_azurite
 
 from retier import settings as s
 from retier.functions import service_from_environment
@@ -122,7 +117,7 @@ def development_storage():
             )
         yield DEV  # someone's Azurite: use it (containers here are unique and deleted)
         return
-    with running_azurite(PORT):
+    with start_azurite(PORT):
         yield DEV
 
 
@@ -137,12 +132,6 @@ def dev_container(development_storage):
 
 def _tiers(client) -> dict[str, str]:
     return {b.name: b.blob_tier for b in client.list_blobs()}
-
-
-def _clean_env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
-    env.update(settings)
-    return env
 
 
 @pytest.mark.azurite
@@ -177,29 +166,17 @@ def test_function_app_and_bridge_run_the_local_loop_on_the_shorthand(dev_contain
     try:
         for name in [*VOLS, SIGS, MANIFEST]:
             dev_container.upload_blob(name, b"data")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "retier", "bridge", "--container", dev_container.container_name]
-            + ["--to", host.url() + "&code=c2VjcmV0LWtleQ", "--from-start", "--interval", "0.2"]
-            + ["--json"],
-            cwd=ROOT,
-            env=_clean_env(RETIER_STORAGE=DEV),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        returncode, out, err = run_cli_bridge(
+            host,
+            4,
+            DEV,
+            *("--container", dev_container.container_name, "--from-start", "--interval", "0.2"),
+            *("--to", host.url() + "&code=c2VjcmV0LWtleQ", "--json"),
         )
-        try:
-            deadline = time.monotonic() + 30
-            while sum(r.status == 202 for r in host.received) < 4:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-                time.sleep(0.1)
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=15)
-        finally:
-            proc.kill()
     finally:
         host.stop()
         service_from_environment.cache_clear()
-    assert proc.returncode == 0, err
+    assert returncode == 0, err
     assert _tiers(dev_container) == RETIERED
     urls = [json.loads(r.body)[0]["data"]["url"] for r in host.received]
     assert all(u.startswith("http://127.0.0.1:10000/devstoreaccount1/") for u in urls), urls

@@ -33,8 +33,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     service = make_service()
     store = service.store  # the backup account, unless the dead letters live elsewhere
     if args.dead_letter_storage is not None:
-        connection = dead_letter_connection(args.dead_letter_storage, service.settings.connection)
-        store = BlobStore.from_connection(connection)
+        store = BlobStore.from_connection(dead_letter_connection(args.dead_letter_storage))
     summary = Summary()
     for result in replay(store, args.dead_letter_container, service, dry_run=args.dry_run):
         summary.add(result)

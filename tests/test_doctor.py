@@ -190,7 +190,7 @@ class BlobStorageAccountStandIn(BlobStore):
     has no minimum days (Azure bills Cool's early deletion on general-purpose v2 only)."""
 
     def account_information(self):
-        return AccountInfo("Standard_LRS", "BlobStorage", False)
+        return AccountInfo("Standard_LRS", "BlobStorage")
 
 
 def test_explicit_cool_on_a_legacy_blob_storage_account_warns_with_no_charge(

@@ -417,6 +417,15 @@ def running_cost(
     )
 
 
+def format_bytes(n: float) -> str:
+    """Bytes in binary units: Azure bills per "GB" of 2^30 bytes (GB above), shown as GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
 def format_money(value: float, currency: str) -> str:
     """An amount with enough digits to be read: cents when it is a cent or more, else 3 figures."""
     if value == 0:

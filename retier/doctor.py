@@ -413,7 +413,7 @@ def _check_container(
     else:
         moves = plan.moves
         pending = (
-            f"; {moves.count} blob(s) ({_size(moves.bytes)}) not yet at their tier: the next "
+            f"; {moves.count} blob(s) ({costs.format_bytes(moves.bytes)}) not yet at their tier: the next "
             f"event or sweep moves them (or: retier sweep --container {container})"
             if moves.count
             else "; every blob is where retier wants it"
@@ -476,7 +476,7 @@ def _scan(
         trap.count += 1
         trap.bytes += item.size
         if prices and cool_has_minimum:
-            since = item.tier_change_time or item.creation_time
+            since = item.since
             trap.charge += costs.early_deletion(item.size, "Cool", since, now, prices)
         if len(trap.examples) < MAX_EXAMPLES:
             trap.examples.append(item.name)
@@ -501,14 +501,14 @@ def _report_cool_trap(
     currency = prices.get("currency", "") if prices else ""
     charge = (
         f"; moving them to {target} now pays Cool's early-deletion charge, about "
-        f"{_money(trap.charge, currency)}"
+        f"{costs.format_money(trap.charge, currency)}"
         if prices
         else ""
     )
     report.add(
         f"{container} explicit Cool",
         WARN,
-        f"{trap.count} volume(s), {_size(trap.bytes)}, were uploaded as explicit Cool "
+        f"{trap.count} volume(s), {costs.format_bytes(trap.bytes)}, were uploaded as explicit Cool "
         f"(duplicity's --azure-blob-tier Cool){charge}",
         hint=(
             "drop --azure-blob-tier from duplicity's command line: volumes uploaded Hot (the "
@@ -541,7 +541,7 @@ def _report_unfinished(plan: Plan, container: str, now: datetime, report: Report
         report.add(
             f"{container} unfinished sets",
             WARN,
-            f"set {u.label} has {u.volumes} volume(s), {_size(u.bytes)}, and no manifest; its "
+            f"set {u.label} has {u.volumes} volume(s), {costs.format_bytes(u.bytes)}, and no manifest; its "
             f"newest volume is {u.age_days(now):.1f} days old: an abandoned backup, still billed",
             hint=(
                 f"duplicity cleanup azure://{container} lists what duplicity would delete; "
@@ -555,15 +555,3 @@ def _report_unfinished(plan: Plan, container: str, now: datetime, report: Report
                 "age_days": round(u.age_days(now), 2),
             },
         )
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _money(value: float, currency: str) -> str:
-    return f"{value:,.2f} {currency}" if value >= 0.01 or value == 0 else f"<0.01 {currency}"

@@ -284,7 +284,7 @@ class _Collector:
                 info.volumes += 1
             elif name.kind is Kind.MANIFEST and not name.par2:
                 info.finished = True
-        since = item.tier_change_time or item.creation_time
+        since = item.since
         charge = costs.early_deletion(item.size, tier, since, report.now, report.prices)
         if charge:
             report.exposure[tier].add(item.size)

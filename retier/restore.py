@@ -184,7 +184,7 @@ class Volume:
             item.size,
             item.tier,
             item.archive_status,
-            item.tier_change_time or item.creation_time or item.last_modified,
+            item.since,
             item.tier_inferred,
             par2,
         )

@@ -121,6 +121,15 @@ class BlobItem:
         """
         return not self.tier_inferred
 
+    @property
+    def since(self) -> datetime | None:
+        """When the blob reached its current tier, for minimum-days (early-deletion) charges.
+
+        The tier-change time when Azure reports one; else the creation time, since a blob whose
+        tier was never set has had its tier since it was created (Last-Modified as a last resort).
+        """
+        return self.tier_change_time or self.creation_time or self.last_modified
+
 
 @dataclass(frozen=True)
 class AccountInfo:

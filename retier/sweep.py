@@ -197,7 +197,7 @@ class Planner:
         if not decision.move:
             self.plan.kept_reasons[decision.reason] += 1
             return None
-        since = item.tier_change_time or item.creation_time
+        since = item.since
         # A tier the blob only inherits from the account default pays nothing when it moves on.
         fee = (
             0.0

@@ -483,7 +483,7 @@ def test_cli_names_an_unfinished_set_really_left_three_days_ago(
     warned = [line for line in proc.stdout.splitlines() if line.startswith("warn")]
     assert warned == [
         (
-            f"warn  backups unfinished sets: set {OPEN_LABEL} has 2 volume(s), 2.0 KB, and no "
+            f"warn  backups unfinished sets: set {OPEN_LABEL} has 2 volume(s), 2.0 KiB, and no "
             "manifest; its newest volume is 3.0 days old: an abandoned backup, still billed"
         )
     ]

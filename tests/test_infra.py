@@ -191,7 +191,7 @@ def test_host_storage_has_private_package_and_dead_letter_containers():
         "app-package": {"publicAccess": "None"},
         "retier-dead-letter": {"publicAccess": "None"},
     }
-    assert TEMPLATE["variables"]["deadLetterContainerName"] == "retier-dead-letter"
+    assert TEMPLATE["variables"]["deadLetterContainerName"] == eventgrid.DEAD_LETTER_CONTAINER
 
 
 def test_application_insights_is_reached_with_the_identity_not_a_key():
@@ -316,7 +316,7 @@ def test_a_topic_retier_creates_is_tagged_and_an_existing_ones_tags_are_kept():
 def test_subscription_is_named_as_agreed_and_delivers_blob_created_to_the_event_function():
     subscription = one("Microsoft.EventGrid/systemTopics/eventSubscriptions")
     deployment = nested("subscriptionDeploymentName")
-    assert TEMPLATE["variables"]["eventSubscriptionName"] == "retier-blob-created"
+    assert TEMPLATE["variables"]["eventSubscriptionName"] == eventgrid.SUBSCRIPTION
     assert TEMPLATE["variables"]["eventFunctionName"] == "retier_blob_created"
     assert (
         '@app.function_name(name="retier_blob_created")' in (ROOT / "function_app.py").read_text()

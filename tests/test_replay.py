@@ -33,7 +33,7 @@ INC_VOLS = [f"duplicity-inc.{T1}.to.{T2}.vol{i}.difftar.gpg" for i in (1, 2)]
 INC_MANIFEST = f"duplicity-inc.{T1}.to.{T2}.manifest.gpg"
 INC_SIGS = f"duplicity-new-signatures.{T1}.to.{T2}.sigtar.gpg"
 BACKUPS = FULL_VOLS + [FULL_MANIFEST, FULL_SIGS] + INC_VOLS + [INC_MANIFEST, INC_SIGS]
-SUBSCRIPTION = "retier-blob-created"
+SUBSCRIPTION = eventgrid.SUBSCRIPTION
 FAILED_AT = datetime(2026, 11, 28, 5, 30, tzinfo=timezone.utc)
 
 # Azure's documented dead-lettered event, Event Grid schema, verbatim from

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+# Sizes are shown in the price table's gigabytes (2^30 bytes) wherever they are printed.
+from retier.costs import format_bytes as human_bytes  # noqa: F401 (re-exported for the commands)
+
 EXIT_OK = 0
 EXIT_RETRY = 1  # something failed that a retry could fix
 EXIT_USAGE = 2  # bad usage or bad input
@@ -48,12 +51,3 @@ def make_service():
         allow_duplicity_env=True
     )  # the CLI may use duplicity's AZURE_CONNECTION_STRING
     return RetierService(settings, BlobStore.from_connection(settings.require_connection()))
-
-
-def human_bytes(n: float) -> str:
-    """Bytes in binary units: Azure bills per "GB" of 2^30 bytes (retier.costs.GB), shown as GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

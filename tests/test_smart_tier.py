@@ -13,9 +13,11 @@ from azure.storage.blob import BlobServiceClient
 
 from faultbed import smart
 from faultbed.proxy import FaultProxy
-from retier import policy
+from retier import doctor, model, policy, restore
+from retier.costs import DEFAULT_PRICES, GB
 from retier.emulate import blob_created_event
 from retier.names import parse
+from retier.report import build_report
 from retier.service import HANDLED, RetierService
 from retier.settings import Connection, load_settings
 from retier.storage import BlobStore
@@ -229,3 +231,161 @@ def test_sweep_of_a_smart_container_moves_finished_volumes_only(
     assert rows[("volume", "Smart/Hot", "Smart/Hot")] == 1  # the unfinished set's volume
     assert rows[("manifest", "Smart/Hot", "Smart/Hot")] == 2
     assert report.plan.early_deletion_charge == 0  # Smart has no early deletion
+
+
+# -- the cost report ---------------------------------------------------------------------------------
+KIB = 1024
+
+
+def test_cost_report_prices_smart_blobs_at_their_underlying_tier_plus_the_monitoring_fee(
+    blob_service, container, account
+):
+    client = blob_service.get_container_client(container)
+    for name in FULL_VOLS:
+        client.upload_blob(name, b"v" * (200 * KIB))
+    client.upload_blob(FULL_SIGS, b"s" * (130 * KIB))  # monitored: 128 KiB or more
+    client.upload_blob(FULL_MANIFEST, b"m" * KIB)  # under 128 KiB: no fee, stays Hot
+    smart_account = account()
+    prices = DEFAULT_PRICES
+
+    report = build_report(smart_account.store, container, smart_account.settings, prices)
+
+    p = prices["storage_per_gb_month"]
+    fee = prices["smart_monitoring_per_10k_objects"] / 10_000
+    vol, sigs, manifest = 200 * KIB / GB, 130 * KIB / GB, KIB / GB
+    assert {t: (x.count, x.bytes) for t, x in report.by_tier().items()} == {
+        "Smart/Hot": (3, (200 + 130 + 1) * KIB),
+        "Smart/Cool": (1, 200 * KIB),
+        "Smart/Cold": (1, 200 * KIB),
+    }
+    assert report.storage_per_month == pytest.approx(
+        (vol + sigs + manifest) * p["Hot"] + vol * p["Cool"] + vol * p["Cold"] + 4 * fee
+    )
+    # After the moves: the volumes in explicit Cold, out of Smart; the signatures keep their fee.
+    assert report.after_moves_per_month == pytest.approx(
+        3 * vol * p["Cold"] + (sigs + manifest) * p["Hot"] + 1 * fee
+    )
+    d = report.to_dict()
+    assert d["smart"]["monitored_blobs"] == 4 and d["smart"]["monitored_blobs_after"] == 1
+    assert d["to_move"]["blobs"] == 3
+    assert d["early_deletion_exposure"] == {}  # Smart charges no early deletion
+
+
+def test_cli_cost_report_names_the_smart_fee(blob_service, container, smart_conn, run_retier):
+    client = blob_service.get_container_client(container)
+    for name in FULL_VOLS:
+        client.upload_blob(name, b"v" * (200 * KIB))
+    client.upload_blob(FULL_MANIFEST, b"m")
+
+    proc = run_retier("cost", "--container", container, env={"RETIER_STORAGE": smart_conn})
+
+    assert proc.returncode == 0, proc.stderr
+    assert "Smart/Cool" in proc.stdout and "Smart/Cold" in proc.stdout
+    assert "of which Smart tier's monitoring fee" in proc.stdout
+    assert "for 3 blobs of 128 KiB or more" in proc.stdout
+
+
+# -- the model ------------------------------------------------------------------------------------------
+def test_the_smart_strategy_by_hand():
+    # One full a day kept 120 days (a chain of one set living 1 + 120 days), 1 GiB source,
+    # 1 GiB volumes: one volume and a 10.24 MiB signature file, both monitored.
+    s = model.Schedule(1, 0, 1, 120, volsize_mb=1024, restores_per_year=0)
+    r = model.run_model(s, DEFAULT_PRICES).by_name(model.SMART)
+    p = DEFAULT_PRICES["storage_per_gb_month"]
+    days = {"Hot": 30, "Cool": 60, "Cold": 31}
+    assert model.smart_days(121) == days
+    per_gb = sum(days[t] * p[t] for t in days)  # one chain a day: GB-days a day = GB-months
+    fee = 121 * 2 * DEFAULT_PRICES["smart_monitoring_per_10k_objects"] / 10_000
+    assert r.storage == pytest.approx(1.01 * per_gb + fee)
+    assert r.early_deletion == 0 and r.details["retier_per_month"] is None
+    assert r.details["smart_monitored_objects"] == 242
+
+
+def test_retier_on_volumes_beats_smart_alone_for_a_typical_schedule():
+    result = model.run_model(model.Schedule(500, 1, 30, 180), DEFAULT_PRICES)
+    assert result.by_name("volumes-Cold").total < result.by_name(model.SMART).total
+    assert result.by_name(model.SMART).total < result.by_name("all-Hot").total
+
+
+def test_the_smart_row_of_docs_smart_tier_is_what_the_model_says():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "smart-tier.md").read_text()
+    result = model.run_model(model.Schedule(500, 1, 30, 180), DEFAULT_PRICES)
+    for name in (model.SMART, "volumes-Cold", "all-Hot"):
+        s = result.by_name(name)
+        (row,) = [line for line in page.splitlines() if line.startswith(f"| {name} |")]
+        cells = [c.strip().strip("*").removesuffix(" USD") for c in row.strip("|").split("|")]
+        assert [float(c) for c in cells[1:]] == [
+            round(x, 2) for x in (s.storage, s.operations, s.early_deletion, s.restores, s.total)
+        ], name
+
+
+# -- doctor -----------------------------------------------------------------------------------------
+def test_doctor_reports_a_smart_default_tier_and_what_retier_does_there(
+    blob_service, container, smart_conn
+):
+    upload(blob_service, container, FULL_SET + [INC_VOL])
+
+    report = doctor.diagnose({"RETIER_STORAGE": smart_conn, "RETIER_CONTAINERS": container})
+
+    checks = {c.name: c for c in report.checks}
+    assert report.exit_code == 0
+    assert checks["account"].status == doctor.OK
+    assert checks["account"].details["sku_name"] == "Standard_ZRS"
+    smart_check = checks[f"{container} default tier"]
+    assert smart_check.status == doctor.OK
+    assert smart_check.details == {
+        "smart_blobs": {"Smart/Hot": 4, "Smart/Cool": 1, "Smart/Cold": 1},
+        "volumes_to_move": 3,  # the unfinished set's volume stays
+        "volume_tier": "Cold",
+    }
+    assert "manifests and signatures stay Smart" in smart_check.message
+
+
+def test_doctor_fails_archive_on_a_smart_account(blob_service, container, smart_conn):
+    upload(blob_service, container, FULL_SET)
+
+    report = doctor.diagnose(
+        {
+            "RETIER_STORAGE": smart_conn,
+            "RETIER_CONTAINERS": container,
+            "RETIER_VOLUME_TIER": "Archive",
+        }
+    )
+
+    checks = {c.name: c for c in report.checks}
+    assert report.exit_code == 1
+    assert checks["account"].status == doctor.FAIL  # Standard_ZRS has no Archive
+    assert checks[f"{container} default tier"].status == doctor.FAIL
+    assert "RETIER_VOLUME_TIER=Cold" in checks[f"{container} default tier"].hint
+
+
+def test_doctor_says_nothing_of_the_default_tier_on_an_ordinary_account(
+    blob_service, container, azurite_connection_string
+):
+    upload(blob_service, container, FULL_SET)
+    report = doctor.diagnose(
+        {"RETIER_STORAGE": azurite_connection_string, "RETIER_CONTAINERS": container}
+    )
+    assert f"{container} default tier" not in {c.name for c in report.checks}
+
+
+# -- the restore plan -------------------------------------------------------------------------------
+def test_a_restore_plan_counts_smart_volumes_as_online_and_rehydrates_nothing(
+    blob_service, container, account, proxy
+):
+    upload(blob_service, container, FULL_SET)
+    smart_account = account()
+
+    plan = restore.plan_restore(smart_account.store, container, smart_account.settings)
+    result = restore.rehydrate(smart_account.store, plan)
+
+    states = plan.by_state()
+    assert {v.name for v in states["online"]} == set(FULL_VOLS)
+    assert states["archived"] == [] and states["rehydrating"] == []
+    assert {v.tier for v in states["online"]} == {"Smart"}
+    # Nothing to rehydrate, and no pin: Smart volumes cannot be archived by a late event (a Smart
+    # account has no Archive), so they keep Smart rather than get an explicit Hot.
+    assert result.pinned == 0
+    assert set_tier_requests(proxy, container) == {}

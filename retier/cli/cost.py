@@ -360,6 +360,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
         f"  Archive High priority: read {prices['read_per_10k'].get('ArchiveHigh')} per 10,000, "
         f"retrieval {prices['retrieval_per_gb'].get('ArchiveHigh')} per GB\n"
         f"  list per 10,000: {prices.get('list_per_10k')}; other per 10,000: {prices.get('other_per_10k')}\n"
+        f"  Smart tier monitoring: {prices.get('smart_monitoring_per_10k_objects')} per 10,000 "
+        "objects of 128 KiB or more a month\n"
         f"  Event Grid: {prices.get('event_grid_per_million')} per million operations, first "
         f"{prices.get('event_grid_free_per_month'):,} a month free\n"
         f"  Functions (Flex Consumption): {prices.get('functions_per_million_executions')} per million "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from faultbed import smart
 from faultbed.proxy import FaultProxy
@@ -65,6 +67,37 @@ def test_smart_metadata_stays_smart_even_with_a_metadata_tier(obj, metadata_tier
     pol = policy.Policy(metadata_tier=metadata_tier)
     d = policy.decide(parse(obj), "Smart", None, pol, "Hot")
     assert not d.move and d.current == "Smart/Hot"
+
+
+@given(
+    obj=st.sampled_from(
+        [*FULL_SET, INC_VOL, f"{FULL_VOLS[0]}.par2", f"{FULL_VOLS[0]}.vol000+01.par2", "notes.txt"]
+    ),
+    underlying=st.sampled_from(["Hot", "Cool", "Cold", "cold", None, "Archive", "P10"]),
+    status=st.sampled_from([None, "rehydrate-pending-to-smart"]),
+    volume_tier=st.sampled_from(["Cool", "Cold", "Archive"]),
+    metadata_tier=st.sampled_from([None, "Hot", "Cool", "Cold"]),
+)
+def test_a_smart_blob_moves_only_if_a_volume_and_never_warmer(
+    obj, underlying, status, volume_tier, metadata_tier
+):
+    name = parse(obj)
+    pol = policy.Policy(volume_tier=volume_tier, metadata_tier=metadata_tier)
+    d = policy.decide(name, "Smart", status, pol, underlying)
+    # Stated independently: only a volume's own data (volumes and their par2 recovery blocks),
+    # not rehydrating, to a tier no warmer than where Smart has it (unknown: Cold).
+    where = {"hot": "Hot", "cool": "Cool", "cold": "Cold"}.get(str(underlying).lower(), "Cold")
+    order = ["Hot", "Cool", "Cold", "Archive"]
+    must_move = (
+        name.kind.value == "volume"
+        and not name.par2_index
+        and not status
+        and order.index(volume_tier) >= order.index(where)
+    )
+    assert d.move is must_move
+    assert d.current.startswith("Smart")
+    if d.move:
+        assert d.target == volume_tier
 
 
 def test_tier_labels_and_the_tier_they_are_priced_at():

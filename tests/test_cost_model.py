@@ -263,8 +263,6 @@ def test_the_documented_table_is_what_the_model_says():
     readme = (root / "docs" / "costs.md").read_text()  # the table moved there from the README
     result = run_model(Schedule(500, 1, 30, 180), PRICES)
     for s in result.strategies:
-        if s.name == model.SMART:
-            continue  # its row is in docs/smart-tier.md (tests/test_smart_tier.py checks it)
         (row,) = [line for line in readme.splitlines() if line.startswith(f"| {s.name} |")]
         cells = [c.strip().strip("*").removesuffix(" USD") for c in row.strip("|").split("|")]
         assert [float(c) for c in cells[2:]] == [

@@ -357,3 +357,44 @@ def test_status_wait_escalates_in_place_rehydration_and_reports_progress(
     progress = [line for line in waited.stderr.splitlines() if "volumes online" in line]
     assert progress[0].startswith("1/3 volumes online") and progress[-1].startswith("3/3")
     assert "all online" in waited.stdout
+
+
+# -- event-driven completion: a log line an alert can match ----------------------------------------
+def test_completion_events_log_one_restore_ready_line(
+    archived, container, restore_container, caplog
+):
+    from retier.emulate import blob_created_event
+    from retier.service import IGNORED
+
+    store, settings = archived
+    copy_out(store, plan_restore(store, container, settings), restore_container)
+    service = RetierService(settings, store)
+    (item,) = [i for i in store.list_blobs(restore_container) if i.name == INC[0]]
+    url = store.blob_url(restore_container, INC[0])
+    created = blob_created_event(
+        account=store.account_name, container=restore_container, item=item, url=url
+    )
+    copied = {**created, "data": {**created["data"], "api": "CopyBlob"}}
+    tier_changed = {
+        **created,
+        "eventType": "Microsoft.Storage.BlobTierChanged",
+        "data": {
+            **created["data"],
+            "api": "SetBlobTier",
+            "previousTier": "Archive",
+            "accessTier": "Hot",
+        },
+    }
+    to_archive = {
+        **tier_changed,
+        "data": {**tier_changed["data"], "previousTier": "Hot", "accessTier": "Archive"},
+    }
+    caplog.set_level("INFO", logger="retier.service")
+    outcomes = [service.handle_event(e) for e in (created, copied, tier_changed, to_archive)]
+    ready = [r.getMessage() for r in caplog.records if r.getMessage().startswith("restore ready")]
+    assert ready == [
+        f"restore ready: {restore_container}/{INC[0]} copied online",
+        f"restore ready: {restore_container}/{INC[0]} rehydrated in place to Hot",
+    ]
+    assert outcomes[2].status == IGNORED  # a hint only: nothing else is done for it
+    assert {i.tier for i in store.list_blobs(restore_container)} == {"Hot"}

@@ -194,6 +194,16 @@ def test_default_way_is_a_copy_into_container_restore_when_cheaper(
     env = env_for(azurite_connection_string)
     dest = f"{container}-restore"
     try:
+        plan = json.loads(
+            run_retier("restore-plan", "--container", container, "--json", env=env).stdout
+        )
+        assert plan["recommended"] == "copy"
+        assert plan["ways"]["Standard"]["copy"]["early_deletion"] == 0
+        assert plan["ways"]["Standard"]["in-place"]["early_deletion"] > 0
+        assert (
+            plan["ways"]["High"]["copy"]["retrieval"]
+            > plan["ways"]["Standard"]["copy"]["retrieval"]
+        )
         dry = run_retier("rehydrate", "--container", container, "--dry-run", "--json", env=env)
         assert dry.returncode == 0, dry.stderr
         assert json.loads(dry.stdout)["way"] == "copy"  # archived today: in place pays 180 days
@@ -258,6 +268,27 @@ def test_release_deletes_only_retiers_copies_after_confirmation(
     assert store.get_hold(restore_container) is None
 
 
+def test_status_waits_for_the_copied_metadata_too(
+    archived, container, restore_container, azurite_connection_string, run_retier
+):
+    store, settings = archived
+    copy_out(store, plan_restore(store, container, settings), restore_container)
+    store.delete_blob(restore_container, META[2])  # e.g. a copy that failed or was deleted
+    env = env_for(azurite_connection_string)
+    args = ("--container", container, "--copy-to", restore_container)
+    status = run_retier("status", *args, "--json", env=env)
+    assert status.returncode == 1
+    shown = json.loads(status.stdout)
+    assert shown["counts"]["online"] == len(VOLUMES) and shown["metadata_not_copied"] == [META[2]]
+    again = run_retier("rehydrate", *args, "--yes", "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(again.stdout)["copied"], json.loads(again.stdout)["already"]) == (
+        1,
+        len(VOLUMES + META) - 1,
+    )
+    assert run_retier("status", *args, env=env).returncode == 0
+
+
 def test_the_handler_leaves_copies_alone_in_a_restore_container(
     archived, container, restore_container
 ):
@@ -313,6 +344,39 @@ def test_pending_copy_shows_priority_age_and_eta_and_escalation_raises_only_stan
         (restore_container, INC[0], "Hot", "High")
     ]
     assert proxy.pending(restore_container) == {FULL[1]: "High", INC[0]: "High"}
+
+
+def test_rehydrate_by_copy_escalates_after_hours_then_waits_until_online(
+    archived, container, restore_container, delayed, run_retier
+):
+    _, _ = archived
+    proxy, store, conn = delayed
+    proxy.finish_after(3)  # each copy pending for three listings
+    done = run_retier(
+        "rehydrate",
+        "--container",
+        container,
+        "--copy-to",
+        restore_container,
+        "--yes",
+        "--json",
+        "--escalate-after",
+        "0",
+        "--interval",
+        "0",
+        env=env_for(conn),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["online"] is True and report["rehydrating"] == len(VOLUMES)
+    asked = [(r.blob, r.priority, r.operation) for r in proxy.priority_requests]
+    # copies started at Standard, then each raised once on the copy (never on the source)
+    assert sorted(asked) == sorted(
+        [(v, "Standard", "copy") for v in VOLUMES] + [(v, "High", "set-tier") for v in VOLUMES]
+    )
+    assert {r.container for r in proxy.priority_requests} == {restore_container}
+    assert "escalating 3 volumes" in done.stderr
+    assert {i.tier for i in store.list_blobs(container) if i.name in VOLUMES} == {"Archive"}
 
 
 def test_status_wait_escalates_in_place_rehydration_and_reports_progress(

@@ -418,6 +418,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = {k: len(v) for k, v in states.items()}
     pending = pending_volumes(view, by_copy=bool(dest), requested=requested)
     pending_bytes = sum(p.size for p in pending)
+    # By copy, duplicity also reads the copied manifests and signatures: they must be there too.
+    metadata_missing = [m.name for m in view.metadata if dest and m.state != "online"]
+    ready = not counts["rehydrating"] and not counts["archived"] and not metadata_missing
     if args.json:
         print_json(
             {
@@ -425,6 +428,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "copy_to": dest,
                 "hold": hold,
                 "counts": counts,
+                "metadata_not_copied": metadata_missing,
                 "volumes": view.to_dict()["volumes"],
                 "pending": [p.to_dict() for p in pending],
                 "high_priority_gib_per_hour": 10,
@@ -448,10 +452,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"pending would take ~{high_priority_hours(pending_bytes):.1f} h at High "
                 "(`status --wait --escalate-after HOURS` raises Standard ones to High)"
             )
+        if metadata_missing:
+            print(
+                f"  {len(metadata_missing)} manifests/signatures are not (yet) in {dest}, e.g. "
+                f"{metadata_missing[0]}: `retier rehydrate --copy-to {dest}` copies what is missing"
+            )
         if counts["archived"] and not counts["rehydrating"]:
             first = "`retier rehydrate --copy-to " + dest + "`" if dest else "`retier rehydrate`"
             print(f"  some volumes are still archived and none is on its way: run {first} first")
-        elif not counts["archived"] and not counts["rehydrating"]:
+        elif ready:
             if dest:
                 print(
                     f"  all online: run `duplicity restore azure://{dest} …` now, then "
@@ -459,7 +468,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 )
             else:
                 print("  all online: run duplicity restore now, then `retier release`")
-    return EXIT_OK if not counts["rehydrating"] and not counts["archived"] else EXIT_RETRY
+    return EXIT_OK if ready else EXIT_RETRY
 
 
 def cmd_release(args: argparse.Namespace) -> int:

@@ -256,6 +256,11 @@ class RestorePlan:
                 "bytes": sum(v.size for v in self.recovery_left_out),
                 "archived": sum(v.state == "archived" for v in self.recovery_left_out),
             },
+            # what a copy-based restore copies besides the volumes
+            "metadata": {
+                "blobs": len(self.metadata),
+                "bytes": sum(v.size for v in self.metadata),
+            },
         }
         if prices is not None:
             out["estimates"] = {p: self.estimate(p, prices).to_dict() for p in ("Standard", "High")}

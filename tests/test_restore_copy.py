@@ -198,6 +198,7 @@ def test_default_way_is_a_copy_into_container_restore_when_cheaper(
             run_retier("restore-plan", "--container", container, "--json", env=env).stdout
         )
         assert plan["recommended"] == "copy"
+        assert plan["metadata"] == {"blobs": len(META), "bytes": 3000 * len(META)}
         assert plan["ways"]["Standard"]["copy"]["early_deletion"] == 0
         assert plan["ways"]["Standard"]["in-place"]["early_deletion"] > 0
         assert (

@@ -20,9 +20,15 @@ __all__ = [
     "account_from_topic",
     "parse_event",
     "parse_events",
+    "restore_ready",
 ]
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+# Raised when Set Blob Tier changes a blob's tier, and so when an in-place rehydration completes
+# (a copy's completion raises BlobCreated): learn.microsoft.com/azure/storage/blobs/
+# archive-rehydrate-overview#handle-an-event-on-blob-rehydration
+BLOB_TIER_CHANGED = "Microsoft.Storage.BlobTierChanged"
+_ONLINE_TIERS = frozenset({"hot", "cool", "cold"})
 
 SCHEMA_EVENTGRID = "eventgrid"
 SCHEMA_CLOUDEVENTS = "cloudevents"
@@ -194,6 +200,44 @@ def parse_event(
         e_tag=_optional_str(data, "eTag", _MAX_SHORT, where="data."),
         sequencer=_optional_str(data, "sequencer", _MAX_SHORT, where="data."),
     )
+
+
+def restore_ready(event: Any) -> tuple[str, str, str] | None:
+    """(container, blob, how) when `event` says a volume came online out of Archive, else None.
+
+    BlobTierChanged from Archive to an online tier is an in-place rehydration that completed;
+    BlobCreated by CopyBlob of a duplicity volume is a copy that completed (Azure raises it once
+    the data is in the destination). Only a hint for an alert: it never changes what is done.
+    """
+    from retier import names  # pure, like this module
+
+    try:
+        if not isinstance(event, Mapping):
+            return None
+        cloud = _detect_schema(event) == SCHEMA_CLOUDEVENTS
+        event_type = event.get("type" if cloud else "eventType")
+        data = event.get("data")
+        if not isinstance(data, Mapping) or event_type not in (BLOB_TIER_CHANGED, BLOB_CREATED):
+            return None
+        url = data.get("url")
+        if not isinstance(url, str) or len(url) > _MAX_URL:
+            return None
+        _, container, _, blob = _parse_blob_url(url)
+    except EventError:
+        return None
+    if event_type == BLOB_TIER_CHANGED:
+        before, after = data.get("previousTier"), data.get("accessTier")
+        if (
+            isinstance(before, str)
+            and isinstance(after, str)
+            and before.lower() == "archive"
+            and after.lower() in _ONLINE_TIERS
+        ):
+            return container, blob, f"rehydrated in place to {after.capitalize()}"
+        return None
+    if data.get("api") == "CopyBlob" and names.parse(blob).kind is names.Kind.VOLUME:
+        return container, blob, "copied online"
+    return None
 
 
 def _detect_schema(event: Mapping) -> str:

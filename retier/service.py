@@ -78,6 +78,11 @@ class RetierService:
 
     # -- entry point ---------------------------------------------------------------------------
     def handle_event(self, event: Mapping) -> Outcome:
+        ready = events.restore_ready(event)
+        if ready:
+            # One line an alert can match where the subscription delivers these events; polling
+            # `retier status` is always enough without them.
+            logger.info("restore ready: %s/%s %s", *ready)
         try:
             blob_event = events.parse_event(
                 event,

@@ -16,7 +16,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobPrefix, BlobServiceClient, ExponentialRetry
+from azure.storage.blob import BlobPrefix, BlobServiceClient, ExponentialRetry, StandardBlobTier
 
 from retier import policy
 from retier.settings import Connection
@@ -34,6 +34,9 @@ FAILED = "failed"  # anything else: a retry will not help
 
 # Container metadata key that puts a container on restore hold (metadata names are C# identifiers).
 HOLD_KEY = "retier_restore_hold"
+# Blob metadata key on each copy retier makes into a restore container: the source container's
+# name. `release --copy-to` deletes only blobs that carry it.
+COPY_KEY = "retier_copy_of"
 
 # Set Blob Tier to a tier the account does not have: Archive on a zone-redundant (ZRS, GZRS,
 # RA-GZRS) account, which is every account that can use Smart tier. Azure documents the code
@@ -121,6 +124,10 @@ class BlobItem:
     # BlobProperties.smart_access_tier (_deserialize.get_blob_properties_from_generated_code for
     # listings; BlobProperties.__init__ from the x-ms-smart-access-tier header for properties).
     smart_tier: str | None = None
+    # Read only by listings `with_copy` (restore containers); None otherwise.
+    rehydrate_priority: str | None = None  # Standard or High while a rehydration is pending
+    copy_status: str | None = None  # pending, success, aborted, failed: the last Copy Blob into it
+    copy_of: str | None = None  # the COPY_KEY metadata: retier copied it from that container
 
     @property
     def tier_label(self) -> str | None:
@@ -177,6 +184,8 @@ class TierResult:
 
 
 def _blob_item(props) -> BlobItem:
+    metadata = {k.lower(): v for k, v in (props.metadata or {}).items()}
+    copy = getattr(props, "copy", None)
     return BlobItem(
         name=props.name,
         size=props.size or 0,
@@ -188,6 +197,9 @@ def _blob_item(props) -> BlobItem:
         creation_time=props.creation_time,
         etag=props.etag,
         smart_tier=getattr(props, "smart_access_tier", None),
+        rehydrate_priority=props.rehydrate_priority,
+        copy_status=copy.status if copy else None,
+        copy_of=metadata.get(COPY_KEY),
     )
 
 
@@ -350,10 +362,13 @@ class BlobStore:
         with _translated(f"delete {container}/{name}"):
             self._client.get_container_client(container).delete_blob(name, **kwargs)
 
-    def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobItem]:
-        """Stream the blobs under `prefix`, tiers included (one request per page of 5,000)."""
+    def list_blobs(
+        self, container: str, prefix: str | None = None, *, with_copy: bool = False
+    ) -> Iterator[BlobItem]:
+        """Stream the blobs under `prefix`, tiers included (one request per page of 5,000);
+        `with_copy` adds each blob's metadata and last copy (copy_status, copy_of)."""
         pages = self._client.get_container_client(container).list_blobs(
-            name_starts_with=prefix or None
+            name_starts_with=prefix or None, include=["metadata", "copy"] if with_copy else None
         )
         with _translated(f"list {container}/{prefix or ''}*"):
             for props in pages:
@@ -413,3 +428,36 @@ class BlobStore:
                 raise
             return TierResult(name, tier, classify(exc.status, exc.code), exc.status, exc.code)
         return TierResult(name, tier, OK, 200)
+
+    def copy_blob(
+        self,
+        source_container: str,
+        name: str,
+        container: str,
+        *,
+        tier: str,
+        rehydrate_priority: str | None = None,
+    ) -> TierResult:
+        """Copy Blob `source_container/name` to `container/name` in `tier`, marked with COPY_KEY.
+
+        Out of Archive the copy is asynchronous: the destination lists as Archive with
+        `rehydrate-pending-to-<tier>` and a pending copy until the source is read, which takes up
+        to 15 hours at Standard priority; the source stays archived and unmodified, with no early
+        deletion. Supported within one account (the source needs no SAS then).
+        https://learn.microsoft.com/azure/storage/blobs/archive-rehydrate-overview#copy-an-archived-blob-to-an-online-tier
+        `rehydrate_priority` only for an archived source. The outcome is classified as for a tier
+        change; no answer at all raises StorageError.
+        """
+        source = self._client.get_blob_client(source_container, name).url
+        blob = self._client.get_blob_client(container, name)
+        kwargs = {"standard_blob_tier": StandardBlobTier(tier)}
+        if rehydrate_priority:
+            kwargs["rehydrate_priority"] = rehydrate_priority
+        try:
+            with _translated(f"copy {source_container}/{name} to {container}"):
+                blob.start_copy_from_url(source, metadata={COPY_KEY: source_container}, **kwargs)
+        except StorageError as exc:
+            if exc.status is None:
+                raise
+            return TierResult(name, tier, classify(exc.status, exc.code), exc.status, exc.code)
+        return TierResult(name, tier, OK, 202)

@@ -206,6 +206,7 @@ def test_restore_runbook_out_of_archive(
             "rehydrate",
             "--container",
             container,
+            "--in-place",
             "--yes",
             env=archive_env(azurite_connection_string),
         ).returncode
@@ -253,6 +254,7 @@ def test_single_file_restore_rehydrates_only_the_volumes_that_hold_it(
         "rehydrate",
         "--container",
         container,
+        "--in-place",
         "--volumes-from",
         str(need),
         "--yes",

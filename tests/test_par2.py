@@ -108,7 +108,14 @@ def test_par2_backups_restore_from_archive_and_repair_a_corrupted_volume(
     need.write_text(dry.stdout)
     required = parse_required_volumes(dry.stdout)
     done = run_retier(
-        "rehydrate", "--container", container, "--volumes-from", str(need), "--yes", env=env
+        "rehydrate",
+        "--container",
+        container,
+        "--in-place",
+        "--volumes-from",
+        str(need),
+        "--yes",
+        env=env,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     online = {
@@ -129,7 +136,10 @@ def test_par2_backups_restore_from_archive_and_repair_a_corrupted_volume(
     assert "recovery" not in planned.values()
     left_out = plan["par2_recovery_left_out"]
     assert left_out["blobs"] == left_out["archived"] == len(by_role["recovery"])
-    assert run_retier("rehydrate", "--container", container, "--yes", env=env).returncode == 0
+    assert (
+        run_retier("rehydrate", "--container", container, "--in-place", "--yes", env=env).returncode
+        == 0
+    )
     target = tmp_path / "restored"
     dup.restore(target, archive_dir=tmp_path / "restore-cache")
     assert _same_tree(source, target)
@@ -152,7 +162,9 @@ def test_par2_backups_restore_from_archive_and_repair_a_corrupted_volume(
     # volume with par2 next to its index, put it back, and restore.
     shown = run_retier("restore-plan", "--container", container, env=env)
     assert "par2 recovery blocks left archived" in shown.stdout and "--with-par2" in shown.stdout
-    again = run_retier("rehydrate", "--container", container, "--with-par2", "--yes", env=env)
+    again = run_retier(
+        "rehydrate", "--container", container, "--in-place", "--with-par2", "--yes", env=env
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert {t for n, t in _tiers(store, container).items() if _role(n) == "recovery"} == {"Hot"}
     work = tmp_path / "repair"

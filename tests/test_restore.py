@@ -256,15 +256,31 @@ def test_cli_restore_commands_from_plan_to_release(
     status = run_retier("status", "--container", container, env=env)
     assert status.returncode == 1 and "run `retier rehydrate` first" in status.stdout
 
-    dry = run_retier("rehydrate", "--container", container, "--dry-run", env=env)
+    dry = run_retier("rehydrate", "--container", container, "--in-place", "--dry-run", env=env)
     assert dry.returncode == 0 and "would hold" in dry.stdout
     assert store.get_hold(container) is None and {tiers(client)[v] for v in VOLUMES} == {"Archive"}
 
-    unconfirmed = run_retier("rehydrate", "--container", container, env=env, stdin="")
+    unconfirmed = run_retier("rehydrate", "--container", container, "--in-place", env=env, stdin="")
     assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
 
-    done = run_retier("rehydrate", "--container", container, "--yes", "--priority", "High", env=env)
+    done = run_retier(
+        "rehydrate",
+        "--container",
+        container,
+        "--in-place",
+        "--yes",
+        "--priority",
+        "High",
+        "--json",
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["way"], result["requested"], result["failures"]) == (
+        "in-place",
+        len(VOLUMES),
+        [],
+    )
     assert {tiers(client)[v] for v in VOLUMES} == {"Hot"} and store.get_hold(container)
 
     ok = run_retier(
@@ -276,9 +292,11 @@ def test_cli_restore_commands_from_plan_to_release(
         "archived": 0,
     }
 
-    released = run_retier("release", "--container", container, "--now", env=env)
-    assert released.returncode == 0 and "lifted (restore since " in released.stdout
-    assert "early-deletion" not in released.stdout  # out of Hot: no minimum days to pay
+    released = run_retier("release", "--container", container, "--now", "--json", env=env)
+    assert released.returncode == 0, released.stderr
+    out = json.loads(released.stdout)
+    assert out["hold_lifted"].startswith("restore since ") and out["moved"] == len(VOLUMES)
+    assert out["early_deletion"]["volumes"] == 0  # out of Hot: no minimum days to pay
     assert store.get_hold(container) is None
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}
 
@@ -300,4 +318,8 @@ def test_release_now_warns_about_early_deletion_out_of_cold(
     assert note.startswith(
         f"note: {len(VOLUMES)} of these volumes left their tier before its minimum days"
     )
+    # the charge itself is printed once, by the sweep's report (it used to be repeated here)
+    (charged,) = [line for line in out.stdout.splitlines() if "is charged ~" in line]
+    total = charged.rsplit("~", 1)[1]
+    assert out.stdout.count(total) == 1 and "USD" not in note
     assert {tiers(client)[v] for v in VOLUMES} == {"Archive"}

@@ -239,3 +239,98 @@ def test_estimates_price_only_what_rehydrate_would_request():
         "bytes": 2 * 2**30,
         "archived": 1,
     }
+
+
+# -- the two ways, against hand-computed values from the price table ------------------------------
+def _vol(name, gib, tier, days_ago, status=None):
+    from retier.restore import Volume
+
+    return Volume(name, int(gib * 2**30), tier, status, NOW - timedelta(days=days_ago))
+
+
+def test_both_ways_are_priced_part_by_part_as_by_hand():
+    from retier.restore import COPY, IN_PLACE, RestorePlan, cheaper_way, compare_ways
+
+    plan = RestorePlan(
+        "c",
+        NOW,
+        "chain",
+        ["set"],
+        [
+            _vol("recent", 10, "Archive", 30),  # archived 30 days ago: 150 days left to pay
+            _vol("old", 10, "Archive", 200),  # past Archive's 180 days: nothing left to pay
+            _vol("cold", 1, "Cold", 100),  # online: copied by a copy, untouched in place
+        ],
+        metadata=[_vol("manifest", 1 / 1024, "Hot", 1)],
+    )
+    prices = costs.DEFAULT_PRICES  # Archive 0.002/GB-month, 5.00 per 10k reads, 0.02/GB, ...
+    ways = compare_ways(plan, "Standard", prices, to="Hot", online_days=3, now=NOW)
+    months = 3 / (365.25 / 12)
+
+    in_place = ways[IN_PLACE]
+    assert in_place.retrieval == pytest.approx(20 * 0.02)
+    assert in_place.operations == pytest.approx(2 * 5.00 / 10_000)
+    assert in_place.early_deletion == pytest.approx((180 - 30) / 30 * 0.002 * 10)
+    assert in_place.writes == pytest.approx(2 * 0.10 / 10_000)  # re-archiving at release
+    assert in_place.online_storage == pytest.approx(20 * (0.0184 - 0.002) * months)
+    assert in_place.online_early_deletion == 0
+    assert in_place.total == pytest.approx(0.40 + 0.001 + 0.10 + 0.00002 + 20 * 0.0164 * months)
+
+    copy = ways[COPY]
+    assert copy.retrieval == pytest.approx(20 * 0.02)
+    # Archive reads, plus the Cold volume's read and retrieval, plus the Hot manifest's read
+    assert copy.operations == pytest.approx(
+        2 * 5.00 / 10_000 + 0.10 / 10_000 + 1 * 0.03 + 0.004 / 10_000
+    )
+    assert copy.early_deletion == 0  # the source stays archived
+    assert copy.writes == pytest.approx(4 * 0.05 / 10_000)  # every copy is a write at Hot
+    assert copy.online_storage == pytest.approx((21 + 1 / 1024) * 0.0184 * months)
+    assert copy.online_bytes == 21 * 2**30 + 2**20
+    assert copy.total == pytest.approx(
+        0.40 + 0.001 + 0.00001 + 0.03 + 0.0000004 + 0.00002 + (21 + 1 / 1024) * 0.0184 * months
+    )
+    assert cheaper_way(ways) == COPY  # the early deletion outweighs the copy's extra storage
+    assert in_place.hours == copy.hours == 15
+
+    # Only volumes past 180 days: nothing to save on early deletion, in place is cheaper.
+    old_only = RestorePlan("c", NOW, "chain", ["set"], [_vol("old", 10, "Archive", 200)])
+    ways = compare_ways(old_only, "Standard", prices, to="Hot", online_days=3, now=NOW)
+    assert ways[IN_PLACE].total == pytest.approx(0.2 + 0.0005 + 0.00001 + 10 * 0.0164 * months)
+    assert ways[COPY].total == pytest.approx(0.2 + 0.0005 + 0.000005 + 10 * 0.0184 * months)
+    assert cheaper_way(ways) == IN_PLACE
+
+    # To Cool for 3 days: deleting the copies (or re-archiving in place) pays Cool's 27 days left.
+    cool = compare_ways(old_only, "High", prices, to="Cool", online_days=3, now=NOW)
+    assert cool[COPY].online_early_deletion == pytest.approx((30 - 3) / 30 * 0.01 * 10)
+    assert cool[IN_PLACE].online_early_deletion == pytest.approx((30 - 3) / 30 * 0.01 * 10)
+    assert cool[COPY].retrieval == pytest.approx(10 * 0.10)  # High's retrieval price
+    assert cool[COPY].operations == pytest.approx(50.00 / 10_000)
+
+
+def test_pending_eta_follows_the_documented_targets():
+    from retier.restore import Pending
+
+    standard = Pending("v", 2**30, "Standard", NOW - timedelta(hours=5), NOW)
+    assert standard.target_hours == 15 and standard.eta == "0-10.0 h left (target 15 h)"
+    late = Pending("v", 2**30, "Standard", NOW - timedelta(hours=20), NOW)
+    assert late.eta == "5.0 h past the 15 h target"
+    assert Pending("v", 9 * 10**9, "High", NOW, NOW).target_hours == 1
+    assert Pending("v", 10 * 10**9, "High", NOW, NOW).target_hours is None  # no documented target
+
+
+def test_in_place_pending_time_is_never_before_the_request():
+    from retier.restore import Volume, pending_since
+
+    asked = NOW - timedelta(hours=2)
+    archived_long_ago = Volume(
+        "v",
+        1,
+        "Archive",
+        "rehydrate-pending-to-hot",
+        None,
+        tier_changed_at=NOW - timedelta(days=90),
+    )
+    # if Azure keeps the archiving time until the rehydration completes, the hold's time counts
+    assert pending_since(archived_long_ago, by_copy=False, requested=asked) == asked
+    copy = Volume("v", 1, "Archive", "rehydrate-pending-to-hot", None, created_at=asked)
+    assert pending_since(copy, by_copy=True) == asked

@@ -162,7 +162,7 @@ def test_killed_backup_under_archive_stays_untiered_until_finished_and_restores(
     assert not [o for o in outcomes if o.failures]
 
     # 4. The runbook: rehydrate (Azurite does it at once), then duplicity restores every byte.
-    done = run_retier("rehydrate", "--container", container, "--yes", env=env)
+    done = run_retier("rehydrate", "--container", container, "--in-place", "--yes", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     target = tmp_path / "restored"
     dup.restore(target, archive_dir=tmp_path / "restore-cache")

@@ -118,6 +118,28 @@ def test_every_price_date_is_the_price_tables():
     assert {d for _, d in dates} == {DEFAULT_PRICES["as_of"]}
 
 
+def test_what_the_documentation_said_that_was_not_so_stays_fixed():
+    """Issue 15, item 8 (the price date has its own test above)."""
+    pages = {
+        page.relative_to(ROOT).as_posix(): " ".join(page.read_text().split()) for page in PAGES
+    }
+    everything = "\n".join(pages.values())
+    # A new set's manifest event moves only its own set: after a release, it is the sweep.
+    assert not re.search(r"next event or the (daily )?sweep (moves|re-tiers)", everything)
+    assert (
+        "The next sweep (the daily timer, or `retier sweep`) moves the volumes back"
+        in (pages["docs/restore.md"])
+    )
+    # retier is not published: the chart extra installs from the checkout.
+    assert "retier[report]" not in everything.replace("-e '.[report]'", "")
+    assert "`pip install -e '.[report]'`" in pages["docs/costs.md"]
+    # RETIER_PRICES has its row in the settings table.
+    assert "| `RETIER_PRICES` |" in pages["README.md"]
+    # "restore hold" is defined where the README first says it.
+    readme = pages["README.md"].lower()
+    assert readme.index("restore hold") == readme.index("**restore hold.**") + 2
+
+
 def test_readme_is_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= README_MAX_LINES
 

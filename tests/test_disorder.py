@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from faultbed.eventgrid import HANDLED, IGNORED, function_endpoint, serving
 from faultbed.proxy import FaultProxy
-from retier.emulate import blob_created_event
+from retier.emulate import events_for
 from retier.service import RetierService
 from retier.settings import Connection, load_settings
 from retier.storage import BlobItem, BlobStore
@@ -127,10 +127,7 @@ def test_any_order_of_events_ends_the_same_with_each_volume_tiered_once(
                     item = BlobItem(
                         name, 1, "Hot", True, None, sent["last_modified"], None, None, sent["etag"]
                     )
-                    url = service.store.blob_url(container, name)
-                    events[name] = blob_created_event(
-                        account=service.store.account_name, container=container, item=item, url=url
-                    )
+                    (events[name],) = events_for(service.store, container, [item])
                 elif op == "delete":
                     client.delete_blob(name)
                     gone.add(name)

@@ -14,8 +14,12 @@ gone from retier (and say so in the commit).
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMS = Path(__file__).resolve().parent / "data" / "documented_terms.txt"
@@ -114,6 +118,28 @@ def test_every_price_date_is_the_price_tables():
     assert {d for _, d in dates} == {DEFAULT_PRICES["as_of"]}
 
 
+def test_what_the_documentation_said_that_was_not_so_stays_fixed():
+    """Issue 15, item 8 (the price date has its own test above)."""
+    pages = {
+        page.relative_to(ROOT).as_posix(): " ".join(page.read_text().split()) for page in PAGES
+    }
+    everything = "\n".join(pages.values())
+    # A new set's manifest event moves only its own set: after a release, it is the sweep.
+    assert not re.search(r"next event or the (daily )?sweep (moves|re-tiers)", everything)
+    assert (
+        "The next sweep (the daily timer, or `retier sweep`) moves the volumes back"
+        in (pages["docs/restore.md"])
+    )
+    # retier is not published: the chart extra installs from the checkout.
+    assert "retier[report]" not in everything.replace("-e '.[report]'", "")
+    assert "`pip install -e '.[report]'`" in pages["docs/costs.md"]
+    # RETIER_PRICES has its row in the settings table.
+    assert "| `RETIER_PRICES` |" in pages["README.md"]
+    # "restore hold" is defined where the README first says it.
+    readme = pages["README.md"].lower()
+    assert readme.index("restore hold") == readme.index("**restore hold.**") + 2
+
+
 def test_readme_is_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= README_MAX_LINES
 
@@ -188,6 +214,115 @@ def test_the_link_checker_sees_a_broken_file_and_a_broken_anchor(tmp_path, monke
         "b.md: a.md#not-a-heading (no such heading)",
         "b.md: missing.md (no such file)",
     ]
+
+
+# --- releases: workflows, versions, the button ----------------------------------------------
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def _actionlint() -> tuple[Path, Path]:
+    """actionlint and shellcheck as scripts/lib.sh installs them (pinned there, read from there)."""
+    lib = (ROOT / "scripts" / "lib.sh").read_text()
+    (version,) = re.findall(r'^ACTIONLINT_VERSION="([^"]+)"', lib, re.MULTILINE)
+    bin_dir = ROOT / ".tools" / f"actionlint-{version}" / "bin"
+    tools = (bin_dir / "actionlint", bin_dir / "shellcheck")
+    for tool in tools:
+        if not tool.is_file():
+            pytest.fail(f"{tool} is missing: scripts/test installs it (scripts/lib.sh)", False)
+    return tools
+
+
+def _run_actionlint(*files: Path) -> subprocess.CompletedProcess:
+    actionlint, shellcheck = _actionlint()
+    return subprocess.run(
+        [str(actionlint), "-verbose", "-no-color", "-shellcheck", str(shellcheck), "-pyflakes="]
+        + [str(f) for f in files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_workflows_pass_actionlint_with_shellcheck():
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert [f.name for f in files] == ["ci.yml", "release.yml"]
+    proc = _run_actionlint(*files)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'Rule "shellcheck" was disabled' not in proc.stderr  # the run: scripts were checked
+
+
+def test_actionlint_refuses_a_broken_workflow(tmp_path):
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - run: echo ${{ github.event.head_commit.message }}\n"
+        "      - run: cp $SRC dest\n"
+        "      - uses: actions/checkout@v5\n        with:\n          no-such-input: 1\n"
+    )
+    proc = _run_actionlint(bad)
+    assert proc.returncode == 1
+    assert "[expression]" in proc.stdout  # untrusted input straight into a script
+    assert "SC2086" in proc.stdout  # shellcheck: an unquoted variable
+    assert "no-such-input" in proc.stdout  # the action's inputs are known
+
+
+def test_ci_runs_the_test_suite_on_the_platform_it_needs():
+    ci = (WORKFLOWS / "ci.yml").read_text()
+    assert re.search(r"^on:\n  push:\n  pull_request:\n", ci, re.MULTILINE)
+    assert 'python-version: "3.11"' in ci and 'node-version: "20"' in ci
+    assert "apt-get install -y par2" in ci
+    assert re.search(r"run: bash scripts/test\b", ci)
+
+
+def test_a_tag_publishes_the_checked_package_and_the_template_the_button_deploys():
+    release = (WORKFLOWS / "release.yml").read_text()
+    assert 'tags: ["v*.*.*"]' in release
+    assert "bash scripts/package --out dist/retier-function.zip" in release
+    package_url = "https://github.com/$REPOSITORY/releases/download/$TAG/retier-function.zip"
+    assert f'--package-url "{package_url}"' in release
+    assert (
+        'RETIER_PACKAGE="$PWD/dist/retier-function.zip" bash scripts/test tests/test_package.py'
+        in (release)
+    )
+    assert "dist/retier-function.zip dist/main.json dist/SHA256SUMS" in release
+    # The button loads the latest release's main.json, whose packageUri is that release's zip.
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    (button,) = re.findall(
+        r"\(https://portal\.azure\.com/#create/Microsoft\.Template/uri/([^)]+)\)", deploy
+    )
+    assert unquote(button) == "https://github.com/OWNER/REPO/releases/latest/download/main.json"
+
+
+def test_the_repository_placeholder_is_in_one_place():
+    places = [
+        path.relative_to(ROOT).as_posix()
+        for path in [
+            *PAGES,
+            ROOT / "CHANGELOG.md",
+            ROOT / "infra" / "main.json",
+            *WORKFLOWS.glob("*"),
+        ]
+        if "OWNER%2FREPO" in path.read_text() or "OWNER/REPO" in path.read_text()
+    ]
+    assert places == ["docs/deploy.md"]
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert deploy.count("OWNER%2FREPO") == 2  # the link, and the sentence that says to replace it
+
+
+def test_the_version_is_one_everywhere():
+    import retier
+
+    text = (ROOT / "pyproject.toml").read_text()
+    (pyproject,) = re.findall(r'^version = "([^"]+)"', text, re.MULTILINE)
+    changelog = re.findall(r"^## \[([^\]]+)\]", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
+    cli = subprocess.run(
+        [sys.executable, "-m", "retier", "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert (retier.__version__, changelog[0], cli) == (pyproject, pyproject, f"retier {pyproject}")
 
 
 if __name__ == "__main__":

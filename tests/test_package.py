@@ -1,6 +1,10 @@
 """scripts/package's zip, unpacked and run the way the Functions Python worker runs it: in an
 interpreter that sees only the zip (its own .python_packages, not the dev venv), indexing the
-functions and handling one manifest event against Azurite.
+functions and handling one manifest event against Azurite. The zip holds exactly the hash-pinned
+lock (requirements.lock), and the same commit builds the same bytes.
+
+RETIER_PACKAGE=dist/retier-function.zip checks that zip (as the release workflow does with the
+zip it publishes) instead of one built here; it must still equal a fresh build byte for byte.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE_PACKAGES = ".python_packages/lib/site-packages"
@@ -37,8 +43,12 @@ package = _package_module()
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    # The dependency install is cached in .tools/package-cache (keyed by requirements.txt), so
-    # only the first run downloads wheels; every run really zips.
+    given = os.environ.get("RETIER_PACKAGE")
+    if given:  # the release workflow's zip, checked before it is published
+        assert Path(given).is_file(), f"RETIER_PACKAGE={given}: no such file"
+        return Path(given)
+    # The dependency install is cached in .tools/package-cache (keyed by the lock), so only the
+    # first run downloads wheels; every run really zips.
     return package.build(tmp_path_factory.mktemp("dist") / "retier-function.zip")
 
 
@@ -92,8 +102,75 @@ def test_compiled_dependencies_are_linux_x86_64_cpython_3_11(built):
     assert "win" not in tags and "macosx" not in tags
 
 
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock: canonical name -> (version, sha256 hashes)."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    text = (ROOT / "requirements.lock").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, *options = line.split(" --")
+        name, version = spec.strip().split("==")
+        hashes = [o.strip().removeprefix("hash=sha256:") for o in options if o.startswith("hash=")]
+        pins[canonicalize_name(name)] = (version, hashes)
+    return pins
+
+
+def test_the_lock_pins_every_requirement_and_every_file_by_hash():
+    lock = _lock()
+    assert (
+        "by the following command:\n#\n#    scripts/lock\n"
+        in (ROOT / "requirements.lock").read_text()
+    )
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            name = canonicalize_name(req.name)
+            assert name in lock, f"{req.name} is in requirements.txt but not in the lock"
+            assert req.specifier.contains(lock[name][0]), (line, lock[name][0])
+    for name, (version, hashes) in lock.items():
+        assert hashes and all(len(h) == 64 for h in hashes), name
+    # What the function needs underneath (cryptography, cffi, ...) is pinned too.
+    assert {"azure-core", "cryptography", "cffi"} <= set(lock)
+
+
+def test_the_package_holds_exactly_what_the_lock_pins(built):
+    installed = {}
+    for name in _names(built):
+        parts = name.split("/")
+        if name.startswith(SITE_PACKAGES + "/") and parts[3].endswith(".dist-info"):
+            dist, version = parts[3].removesuffix(".dist-info").rsplit("-", 1)
+            installed[canonicalize_name(dist)] = version
+    assert installed == {name: version for name, (version, _) in _lock().items()}
+
+
+def test_a_file_whose_bytes_differ_from_the_lock_is_refused(tmp_path):
+    version, _ = _lock()["azure-functions"]
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(f"azure-functions=={version} --hash=sha256:{'0' * 64}\n")
+    with pytest.raises(package.PackageError, match="(?i)hash"):
+        package.install_dependencies(lock, tmp_path / "cache")
+    assert not (tmp_path / "cache" / package.dependencies_key(lock)).exists()
+
+
+def test_the_released_template_differs_only_in_its_package_default():
+    source = (ROOT / "infra" / "main.json").read_text()
+    url = "https://github.com/OWNER/REPO/releases/download/v9.9.9/retier-function.zip"
+    released = json.loads(package.release_template(source, url))
+    original = json.loads(source)
+    assert original["parameters"]["packageUri"]["defaultValue"] == ""  # scripts/deploy's case
+    assert released["parameters"]["packageUri"]["defaultValue"] == url
+    released["parameters"]["packageUri"]["defaultValue"] = ""
+    assert released == original
+    with pytest.raises(package.PackageError):
+        package.release_template(source, "http://insecure.example/x.zip")
+
+
 def test_the_same_sources_give_the_same_bytes(built, tmp_path):
-    again = package.build(tmp_path / "again.zip")
+    # Dependencies installed afresh from the lock (not the shared cache), as on another machine.
+    again = package.build(tmp_path / "again.zip", cache=tmp_path / "cache")
     assert (
         hashlib.sha256(again.read_bytes()).digest() == hashlib.sha256(built.read_bytes()).digest()
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from retier.emulate import blob_created_event
+from retier.emulate import events_for
 from retier.restore import plan_restore, refresh, rehydrate
 from retier.service import HANDLED, IGNORED, RetierService
 from retier.settings import Connection, load_settings
@@ -87,13 +87,10 @@ def want(archive=()):
 
 
 def event_for(store, container, name):
-    (item,) = [i for i in store.list_blobs(container, name) if i.name == name]
-    return blob_created_event(
-        account=store.account_name,
-        container=container,
-        item=item,
-        url=store.blob_url(container, name),
+    (event,) = events_for(
+        store, container, [i for i in store.list_blobs(container, name) if i.name == name]
     )
+    return event
 
 
 def seam(azurite_connection_string, **kw) -> InterleavingStore:

@@ -9,7 +9,7 @@ import pytest
 from conftest import connection_string, free_port
 
 from retier import eventgrid
-from retier.emulate import blob_created_event
+from retier.emulate import events_for
 from retier.metering import CountingTransport, Meter
 from retier.replay import (
     KEPT,
@@ -103,13 +103,10 @@ def contents(blob_service, container):
 
 def grid_event(store, container, name):
     """The Event Grid-schema BlobCreated event Azure sends for an existing blob."""
-    (item,) = [i for i in store.list_blobs(container, name) if i.name == name]
-    return blob_created_event(
-        account=store.account_name,
-        container=container,
-        item=item,
-        url=store.blob_url(container, name),
+    (event,) = events_for(
+        store, container, [i for i in store.list_blobs(container, name) if i.name == name]
     )
+    return event
 
 
 def cloud_event(event):

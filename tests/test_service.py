@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retier.emulate import blob_created_event
+from retier.emulate import blob_created_event, events_for
 from retier.metering import CountingTransport, Meter
 from retier.service import HANDLED, IGNORED, INVALID, RETRY, VOLUME_WAITS, RetierService
 from retier.settings import Connection, load_settings
@@ -266,15 +266,8 @@ def test_a_volume_throttled_inside_the_batch_asks_event_grid_to_redeliver(
     )
     store.victim = FULL_VOLS[1]
     service = RetierService(load_settings({"RETIER_STORAGE": azurite_connection_string}), store)
-    (item,) = store.list_blobs(container, FULL_MANIFEST)
-    outcome = service.handle_event(
-        blob_created_event(
-            account=store.account_name,
-            container=container,
-            item=item,
-            url=store.blob_url(container, FULL_MANIFEST),
-        )
-    )
+    (event,) = events_for(store, container, store.list_blobs(container, FULL_MANIFEST))
+    outcome = service.handle_event(event)
     assert outcome.status == RETRY and outcome.retry
     assert [(f["name"], f["status"], f["code"]) for f in outcome.failures] == [
         (FULL_VOLS[1], 503, "ServerBusy")

@@ -151,7 +151,7 @@ def test_held_container_is_left_alone(populated, container, azurite_connection_s
 
 
 def test_hold_stops_the_event_handler_too(populated, container, azurite_connection_string):
-    from retier.emulate import blob_created_event
+    from retier.emulate import events_for
     from retier.service import IGNORED, RetierService
 
     store, settings, _ = make(azurite_connection_string)
@@ -160,13 +160,7 @@ def test_hold_stops_the_event_handler_too(populated, container, azurite_connecti
     for name in full_b:
         populated.get_blob_client(name).set_standard_blob_tier("Hot")
     store.set_hold(container, "restore")
-    (manifest,) = [i for i in store.list_blobs(container, META_B[0])]
-    event = blob_created_event(
-        account=store.account_name,
-        container=container,
-        item=manifest,
-        url=store.blob_url(container, manifest.name),
-    )
+    (event,) = events_for(store, container, store.list_blobs(container, META_B[0]))
     before = tiers(populated)
     outcome = RetierService(settings, store).handle_event(event)
     assert outcome.status == IGNORED and "restore hold" in outcome.reason

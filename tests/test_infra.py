@@ -406,6 +406,25 @@ def test_contributor_mode_is_the_previous_templates_assignment_and_nothing_else(
     assert "condition" not in assignment["properties"]
 
 
+def test_backup_side_outputs_name_the_assignments_and_the_role_it_made():
+    # scripts/deploy reads these to check and to remove what the template assigned.
+    for mode, containers in (("tiering", "backups,photos"), ("tiering", ""), ("contributor", "b")):
+        ev, deployed = backup_side(identityRole=mode, RETIER_CONTAINERS=containers)
+        outputs = nested("backupSideDeploymentName")["properties"]["template"]["outputs"]
+        assignments = deployed_of(deployed, "Microsoft.Authorization/roleAssignments")
+        group = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
+        assert ev(outputs["roleAssignmentIds"]["value"]) == [
+            f"{group}/providers/{a['scope']}/providers/Microsoft.Authorization/roleAssignments/"
+            + a["name"]
+            for a in assignments
+        ]
+        role_id = ev(outputs["tieringRoleDefinitionId"]["value"])
+        if mode == "tiering":
+            assert {_role(a) for a in assignments} == {role_id}
+        else:
+            assert role_id == ""
+
+
 def test_a_new_principal_gets_new_assignment_names_and_the_same_one_keeps_its_own():
     # A recreated identity (resource group deleted by hand) or system topic keeps its resource id
     # and gets a new principal: names seeded with the principal id do not collide with the old

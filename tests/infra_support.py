@@ -1,9 +1,10 @@
 """Read infra/main.json as ARM would: its resources (nested templates too) and a small evaluator of
-the template language, enough for the variables that decide what Event Grid delivers.
+the template language, enough for what Event Grid delivers, the names, the roles and the alerts.
 
-Nothing here reaches Azure. The evaluator knows only the functions the template's filter and
-naming variables use; anything else (reference(), listKeys(), ...) raises, so a test can never
-pass on an expression it did not really evaluate.
+Nothing here reaches Azure. The evaluator knows only the functions the template's filter, naming,
+role and alert expressions use; anything else (reference(), listKeys(), ...) raises, so a test can
+never pass on an expression it did not really evaluate. Its guid() is a stand-in: deterministic in
+its arguments as ARM's is, but not ARM's values.
 """
 
 from __future__ import annotations
@@ -254,6 +255,8 @@ class Evaluator:
             "split": lambda self, s, sep: s.split(sep),
             "trim": lambda self, s: s.strip(),
             "tolower": lambda self, s: s.lower(),
+            "toupper": lambda self, s: s.upper(),
+            "union": lambda self, *v: _union(*v),
             "format": lambda self, fmt, *v: re.sub(
                 r"\{(\d+)\}", lambda m: str(v[int(m.group(1))]), fmt
             ),
@@ -288,6 +291,17 @@ _COPY = "copyIndex()"  # the lambda-scope key under which expand() passes the co
 # A fixed namespace: the stand-in's guid() is deterministic in its arguments, as ARM's is; its
 # values are not ARM's, so tests compare guids with each other, never with a literal from Azure.
 _GUID_NAMESPACE = uuid.UUID("6f6e2d1c-7265-7469-6572-2d7465737473")
+
+
+def _union(*values):
+    if all(isinstance(v, list) for v in values):  # arrays: in order, without duplicates
+        out = []
+        for v in values:
+            out.extend(x for x in v if x not in out)
+        return out
+    if all(isinstance(v, dict) for v in values):
+        return {k: x for v in values for k, x in v.items()}
+    raise TypeError(f"union() takes arrays or objects, not {values!r}")
 
 
 def _guid(*args: str) -> str:

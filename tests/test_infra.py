@@ -779,7 +779,10 @@ def test_an_alert_email_gets_an_action_group_and_both_alerts():
         {
             "name": "EventSubscriptionName",
             "operator": "Include",
-            "values": [eventgrid.subscription_name("retier-a")],
+            "values": [
+                eventgrid.subscription_name("retier-a"),
+                eventgrid.subscription_name("retier-a").upper(),
+            ],
         }
     ]
     assert props["actions"] == [{"actionGroupId": group_id}]
@@ -1079,6 +1082,22 @@ def test_outputs_say_what_comes_next_and_hold_no_secret():
 def test_parameters_are_described():
     for name, spec in TEMPLATE["parameters"].items():
         assert len(spec.get("metadata", {}).get("description", "")) > 20, name
+
+
+def test_the_evaluator_refuses_what_it_cannot_evaluate_and_expands_like_arm():
+    ev = Evaluator(TEMPLATE, BACKUP)
+    with pytest.raises(NotImplementedError, match="reference"):
+        ev("[reference(variables('identityId'), '2023-01-31').principalId]")
+    with pytest.raises(ValueError, match="copyIndex"):
+        ev("[copyIndex()]")
+    assert ev("[guid('a', 'b')]") == ev("[guid('a', 'b')]") != ev("[guid('a', 'c')]")
+    assert ev("[union(createArray('x', 'y'), createArray('y', 'z'))]") == ["x", "y", "z"]
+    looped = {
+        "copy": {"name": "n", "count": "[add(1, 2)]"},
+        "name": "[format('r{0}', copyIndex(1))]",
+    }
+    assert ev.expand(looped) == [{"name": "r1"}, {"name": "r2"}, {"name": "r3"}]
+    assert ev.expand({"condition": "[equals(1, 2)]", "name": "x"}) == []
 
 
 # -- the template is internally consistent ----------------------------------------------------

@@ -12,10 +12,16 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-# The deployment's names (infra/main.json: eventSubscriptionName, deadLetterContainerName).
-# Dead-letter blobs are named after the subscription.
+# The name the local bridge and the test bed's Event Grid stand-in give their subscription (their
+# dead-letter files are named after it). A deployment names its subscription after its function
+# app instead (subscription_name), so that two installs can share one account's system topic.
 SUBSCRIPTION = "retier-blob-created"
+# infra/main.json: deadLetterContainerName, in each install's own host storage account.
 DEAD_LETTER_CONTAINER = "retier-dead-letter"
+# Event subscription names: 3-64 letters, digits and hyphens.
+# https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsofteventgrid
+SUBSCRIPTION_NAME_MAX = 64
+_SUBSCRIPTION_SUFFIX = "-blob-created"
 
 # Only these answers count as delivered; anything else (or no answer in 30 s) is a failure.
 DELIVERED = frozenset({200, 201, 202, 203, 204})
@@ -45,6 +51,15 @@ DEAD_LETTER_FIELDS = (
 )
 MAX_DELIVERY_ATTEMPTS_EXCEEDED = "MaxDeliveryAttemptsExceeded"
 TIME_TO_LIVE_EXCEEDED = "TimeToLiveExceeded"
+
+
+def subscription_name(app_name: str) -> str:
+    """The event subscription a deployment creates for the function app `app_name` (infra/main.json:
+    eventSubscriptionName): `<app>-blob-created`, or the app name alone when that would pass Event
+    Grid's 64 characters. Function app names are unique, so two installs never share one."""
+    if len(app_name) + len(_SUBSCRIPTION_SUFFIX) <= SUBSCRIPTION_NAME_MAX:
+        return app_name + _SUBSCRIPTION_SUFFIX
+    return app_name
 
 
 def backoff(attempt: int) -> int:

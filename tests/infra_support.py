@@ -1,9 +1,10 @@
 """Read infra/main.json as ARM would: its resources (nested templates too) and a small evaluator of
-the template language, enough for the variables that decide what Event Grid delivers.
+the template language, enough for what Event Grid delivers, the names, the roles and the alerts.
 
-Nothing here reaches Azure. The evaluator knows only the functions the template's filter and
-naming variables use; anything else (reference(), listKeys(), ...) raises, so a test can never
-pass on an expression it did not really evaluate.
+Nothing here reaches Azure. The evaluator knows only the functions the template's filter, naming,
+role and alert expressions use; anything else (reference(), listKeys(), ...) raises, so a test can
+never pass on an expression it did not really evaluate. Its guid() is a stand-in: deterministic in
+its arguments as ARM's is, but not ARM's values.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +192,18 @@ class Evaluator:
     def __call__(self, expression: str) -> Any:
         return self.value(expression, {})
 
+    def expand(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
+        """A resource as ARM deploys it: [] when its condition is false, one evaluated copy per
+        index of its copy loop, else itself evaluated. Properties that call functions the evaluator
+        does not know (reference(), ...) raise: pass such values in as parameters instead."""
+        if "condition" in resource and not self.value(resource["condition"], {}):
+            return []
+        body = {k: v for k, v in resource.items() if k not in ("condition", "copy")}
+        if "copy" not in resource:
+            return [self.value(body, {})]
+        count = self.value(resource["copy"]["count"], {})
+        return [self.value(body, {_COPY: i}) for i in range(count)]
+
     def evaluate(self, node: Any, lambdas: dict[str, Any]) -> Any:
         if isinstance(node, Literal):
             return node.value
@@ -212,6 +226,11 @@ class Evaluator:
             return [item for item, keep in zip(items, results) if keep]
         if name == "lambdavariables":
             return lambdas[self.evaluate(node.args[0], lambdas)]
+        if name == "copyindex":  # only inside a resource's copy loop (see expand())
+            if _COPY not in lambdas:
+                raise ValueError("copyIndex() outside a copy loop")
+            offset = self.evaluate(node.args[0], lambdas) if node.args else 0
+            return lambdas[_COPY] + offset
         if name == "if":  # lazy, as ARM evaluates only the branch taken
             condition = self.evaluate(node.args[0], lambdas)
             return self.evaluate(node.args[1 if condition else 2], lambdas)
@@ -236,6 +255,8 @@ class Evaluator:
             "split": lambda self, s, sep: s.split(sep),
             "trim": lambda self, s: s.strip(),
             "tolower": lambda self, s: s.lower(),
+            "toupper": lambda self, s: s.upper(),
+            "union": lambda self, *v: _union(*v),
             "format": lambda self, fmt, *v: re.sub(
                 r"\{(\d+)\}", lambda m: str(v[int(m.group(1))]), fmt
             ),
@@ -250,8 +271,54 @@ class Evaluator:
                 "location": "westeurope",
             },
             "resourceid": lambda self, *v: _resource_id(self, *v),
+            "subscriptionresourceid": lambda self, *v: _subscription_resource_id(self, *v),
+            "extensionresourceid": lambda self, scope, type_, *names: (
+                f"{scope}/providers/{_provider_path(type_, names)}"
+            ),
+            "subscription": lambda self: {
+                "id": f"/subscriptions/{self.subscription_id}",
+                "subscriptionId": self.subscription_id,
+            },
+            "guid": lambda self, *v: _guid(*v),
+            "equals": lambda self, a, b: a == b,
+            "or": lambda self, *v: any(v),
+            "first": lambda self, v: v[0],
         }
     )
+
+
+_COPY = "copyIndex()"  # the lambda-scope key under which expand() passes the copy index
+# A fixed namespace: the stand-in's guid() is deterministic in its arguments, as ARM's is; its
+# values are not ARM's, so tests compare guids with each other, never with a literal from Azure.
+_GUID_NAMESPACE = uuid.UUID("6f6e2d1c-7265-7469-6572-2d7465737473")
+
+
+def _union(*values):
+    if all(isinstance(v, list) for v in values):  # arrays: in order, without duplicates
+        out = []
+        for v in values:
+            out.extend(x for x in v if x not in out)
+        return out
+    if all(isinstance(v, dict) for v in values):
+        return {k: x for v in values for k, x in v.items()}
+    raise TypeError(f"union() takes arrays or objects, not {values!r}")
+
+
+def _guid(*args: str) -> str:
+    if not args or not all(isinstance(a, str) for a in args):
+        raise TypeError(f"guid() takes one or more strings, not {args!r}")
+    return str(uuid.uuid5(_GUID_NAMESPACE, "-".join(args)))
+
+
+def _provider_path(type_: str, names: tuple[str, ...]) -> str:
+    namespace, *types = type_.split("/")
+    if len(types) != len(names):
+        raise ValueError(f"{type_} needs {len(types)} name(s), got {names!r}")
+    return namespace + "/" + "/".join(f"{t}/{n}" for t, n in zip(types, names))
+
+
+def _subscription_resource_id(self: Evaluator, type_: str, *names: str) -> str:
+    return f"/subscriptions/{self.subscription_id}/providers/{_provider_path(type_, names)}"
 
 
 def _resource_id(self: Evaluator, *args: str) -> str:

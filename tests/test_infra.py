@@ -13,8 +13,11 @@ import itertools
 import json
 import re
 import subprocess
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from azure.core.pipeline.transport import RequestsTransport
+from duplicity_writer import Prefixes, write_name
 from infra_support import (
     ROOT,
     Evaluator,
@@ -34,7 +37,12 @@ from infra_support import (
 
 from retier import eventgrid, names, policy
 from retier import settings as s
+from retier.emulate import blob_created_event
 from retier.names import Kind, parse
+from retier.service import HANDLED, RetierService
+from retier.settings import Connection
+from retier.storage import BlobStore
+from retier.sweep import sweep_container
 
 TEMPLATE = load_template()
 TEXT = (ROOT / "infra" / "main.json").read_text()
@@ -205,9 +213,51 @@ def test_application_insights_is_reached_with_the_identity_not_a_key():
 
 # -- roles ---------------------------------------------------------------------------------------
 
+PRINCIPAL = "11111111-1111-1111-1111-111111111111"
+OTHER_PRINCIPAL = "22222222-2222-2222-2222-222222222222"
+TOPIC_PRINCIPAL = "33333333-3333-3333-3333-333333333333"
+BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+BLOB_WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+CONTAINER_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/read"
+CONTAINER_WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/write"
+
 
 def _role(assignment: dict) -> str:
     return assignment["properties"]["roleDefinitionId"]
+
+
+def inner_evaluator(deployment: dict, runtime: dict, resource_group: str, **parameters):
+    """An Evaluator for a nested (inner-scope) template: its parameters evaluated in the outer
+    scope, except those that need a deployed resource (reference()), which `runtime` supplies."""
+    outer = Evaluator(TEMPLATE, {**BACKUP, **parameters})
+    values = {}
+    for name, spec in deployment["properties"]["parameters"].items():
+        values[name] = runtime[name] if name in runtime else outer(spec["value"])
+    return Evaluator(deployment["properties"]["template"], values, resource_group=resource_group)
+
+
+def backup_side(principal=PRINCIPAL, **parameters):
+    """(evaluator, resources as deployed) of the backup-side deployment, in the backup's group."""
+    deployment = nested("backupSideDeploymentName")
+    runtime = {"principalId": principal, "accountLocation": "westeurope"}
+    ev = inner_evaluator(deployment, runtime, BACKUP["backupResourceGroup"], **parameters)
+    deployed = [x for r in deployment["properties"]["template"]["resources"] for x in ev.expand(r)]
+    return ev, deployed
+
+
+def deployed_of(resources: list[dict], type_: str) -> list[dict]:
+    return [r for r in resources if r["type"].lower() == type_.lower()]
+
+
+def custom_role() -> dict:
+    (role,) = [r for r, _ in resources_of(TEMPLATE, "Microsoft.Authorization/roleDefinitions")]
+    return role
+
+
+def granted(role: dict) -> tuple[set[str], set[str]]:
+    (permission,) = role["properties"]["permissions"]
+    assert permission["notActions"] == [] and permission["notDataActions"] == []
+    return set(permission["actions"]), set(permission["dataActions"])
 
 
 def test_role_guids_sit_in_variables_named_after_the_role():
@@ -217,31 +267,197 @@ def test_role_guids_sit_in_variables_named_after_the_role():
     assert variables["monitoringMetricsPublisherRoleId"] == MONITORING_METRICS_PUBLISHER
 
 
-def test_backup_account_role_is_blob_data_contributor_scoped_to_that_account_only():
-    backup_side = nested("backupSideDeploymentName")
-    assert backup_side["resourceGroup"] == "[parameters('backupResourceGroup')]"
-    assert inner_value(backup_side, "roleId") == "[variables('storageBlobDataContributorRoleId')]"
-    assert inner_value(backup_side, "principalId") == (
-        "[reference(variables('identityId'), '2023-01-31').principalId]"
+def test_the_narrow_tiering_role_is_the_default_and_contributor_the_only_alternative():
+    spec = TEMPLATE["parameters"]["identityRole"]
+    assert spec["defaultValue"] == "tiering"
+    assert spec["allowedValues"] == ["tiering", "contributor"]
+    assert TEMPLATE["outputs"]["identityRole"]["value"] == "[parameters('identityRole')]"
+    _, deployed = backup_side()
+    (role,) = deployed_of(deployed, "Microsoft.Authorization/roleDefinitions")
+    assert deployed_of(deployed, "Microsoft.Authorization/roleAssignments")
+    for assignment in deployed_of(deployed, "Microsoft.Authorization/roleAssignments"):
+        assert assignment["properties"]["roleDefinitionId"].endswith("/" + role["name"])
+
+
+def test_custom_role_can_delete_nothing_and_grants_no_wildcard():
+    actions, data_actions = granted(custom_role())
+    for permission in actions | data_actions:
+        assert "*" not in permission, permission
+        for word in ("delete", "deleteblobversion", "permanentdelete", "immutablestorage"):
+            assert word not in permission.lower(), permission
+        assert not permission.lower().endswith(("/action", "move/action")), permission
+    assert actions == {CONTAINER_READ, CONTAINER_WRITE}
+    assert data_actions == {BLOB_READ, BLOB_WRITE}
+
+
+def test_every_permission_of_the_role_names_its_source_and_the_code_that_needs_it():
+    role = custom_role()
+    actions, data_actions = granted(role)
+    sources = role["metadata"]["permissionSources"]
+    assert set(sources) == actions | data_actions
+    for permission, source in sources.items():
+        assert "https://learn.microsoft.com/" in source, permission
+        assert re.search(r"BlobStore\.(get_hold|list_blobs|set_tier)", source), permission
+
+
+def test_custom_role_is_created_in_and_assignable_only_in_the_backup_resource_group():
+    backup = nested("backupSideDeploymentName")
+    assert backup["resourceGroup"] == "[parameters('backupResourceGroup')]"
+    _, deployed = backup_side()
+    (role,) = deployed_of(deployed, "Microsoft.Authorization/roleDefinitions")
+    assert role["properties"]["type"] == "CustomRole"
+    assert role["properties"]["assignableScopes"] == [
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
+    ]
+    # One role per install: two apps in one group get two roles (role names are unique per tenant).
+    _, other = backup_side(appName="retier-other")
+    (other_role,) = deployed_of(other, "Microsoft.Authorization/roleDefinitions")
+    assert other_role["name"] != role["name"]
+    assert other_role["properties"]["roleName"] != role["properties"]["roleName"]
+    assert backup_side()[1] == deployed  # and the same install gets the same role again
+
+
+def test_tiering_role_is_assigned_on_each_configured_container_with_the_condition():
+    _, deployed = backup_side(RETIER_CONTAINERS="Backups, photos ,,")
+    assignments = deployed_of(deployed, "Microsoft.Authorization/roleAssignments")
+    assert [a["scope"] for a in assignments] == [
+        "Microsoft.Storage/storageAccounts/mybackups/blobServices/default/containers/backups",
+        "Microsoft.Storage/storageAccounts/mybackups/blobServices/default/containers/photos",
+    ]
+    (role,) = deployed_of(deployed, "Microsoft.Authorization/roleDefinitions")
+    for assignment in assignments:
+        props = assignment["properties"]
+        assert props["roleDefinitionId"] == (
+            "/subscriptions/00000000-0000-0000-0000-000000000000/providers/"
+            f"Microsoft.Authorization/roleDefinitions/{role['name']}"
+        )
+        assert props["principalId"] == PRINCIPAL
+        assert props["principalType"] == "ServicePrincipal"
+        assert props["conditionVersion"] == "2.0"
+        assert props["condition"] == TIERING_CONDITION
+    assert len({a["name"] for a in assignments}) == 2
+
+
+def test_without_configured_containers_the_tiering_role_goes_on_the_account_still_narrowed():
+    _, deployed = backup_side(RETIER_CONTAINERS="")
+    (assignment,) = deployed_of(deployed, "Microsoft.Authorization/roleAssignments")
+    assert assignment["scope"] == "Microsoft.Storage/storageAccounts/mybackups"
+    assert assignment["properties"]["condition"] == TIERING_CONDITION
+    assert deployed_of(deployed, "Microsoft.Authorization/roleDefinitions")
+
+
+TIERING_CONDITION = (
+    "( ( !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'}"
+    " AND NOT SubOperationMatches{'Blob.List'}) ) )"
+    " AND "
+    "( ( !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'}"
+    " AND NOT SubOperationMatches{'Blob.Write.Tier'}) ) )"
+)
+_CLAUSE = re.compile(r"!\(ActionMatches\{'([^']+)'\} AND NOT SubOperationMatches\{'([^']+)'\}\)")
+
+
+def condition_allows(condition: str, data_action: str, suboperation: str | None) -> bool:
+    """A model of how Azure evaluates this condition's shape (conditions-format: an action the
+    clause does not target passes; a targeted one passes only with the named suboperation). It
+    reads only the `!(ActionMatches{A} AND NOT SubOperationMatches{S})` clauses joined by AND."""
+    clauses = _CLAUSE.findall(condition)
+    assert clauses and condition.count("ActionMatches") == len(clauses), condition
+    assert " OR " not in condition
+    return all(not (data_action == a and suboperation != s) for a, s in clauses)
+
+
+def test_the_condition_narrows_blob_read_to_listing_and_blob_write_to_tier_changes():
+    # Suboperations as Azure names them:
+    # https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-attributes
+    (condition,) = {
+        r["properties"]["condition"]
+        for r in deployed_of(backup_side()[1], "Microsoft.Authorization/roleAssignments")
+    }
+    assert condition_allows(condition, BLOB_READ, "Blob.List")  # List Blobs
+    assert not condition_allows(condition, BLOB_READ, None)  # Get Blob: backup content
+    assert not condition_allows(condition, BLOB_READ, "Blob.Read.WithTagConditions")
+    assert condition_allows(condition, BLOB_WRITE, "Blob.Write.Tier")  # Set Blob Tier
+    assert not condition_allows(condition, BLOB_WRITE, None)  # Put Blob: overwrite a volume
+    assert not condition_allows(condition, BLOB_WRITE, "Blob.Write.WithTagHeaders")
+    assert {s for _, s in _CLAUSE.findall(condition)} == {"Blob.List", "Blob.Write.Tier"}
+
+
+PREVIOUS_CONTRIBUTOR_ASSIGNMENT = {  # the template's backup-account assignment before identityRole
+    "type": "Microsoft.Authorization/roleAssignments",
+    "apiVersion": "2022-04-01",
+    "scope": "Microsoft.Storage/storageAccounts/mybackups",
+    "properties": {
+        "roleDefinitionId": "/subscriptions/00000000-0000-0000-0000-000000000000/providers/"
+        f"Microsoft.Authorization/roleDefinitions/{STORAGE_BLOB_DATA_CONTRIBUTOR}",
+        "principalId": PRINCIPAL,
+        "principalType": "ServicePrincipal",
+        "description": "retier: list duplicity's blobs and set their access tier",
+    },
+}
+
+
+def test_contributor_mode_is_the_previous_templates_assignment_and_nothing_else():
+    _, deployed = backup_side(identityRole="contributor", RETIER_CONTAINERS="backups,photos")
+    assert deployed_of(deployed, "Microsoft.Authorization/roleDefinitions") == []
+    (assignment,) = deployed_of(deployed, "Microsoft.Authorization/roleAssignments")
+    assert {k: v for k, v in assignment.items() if k not in ("name", "comments")} == (
+        PREVIOUS_CONTRIBUTOR_ASSIGNMENT
     )
-    inner = backup_side["properties"]["template"]
-    (assignment,) = [r for r in inner["resources"] if r["type"].endswith("roleAssignments")]
-    # The account itself: never its resource group or the subscription.
-    assert (
-        assignment["scope"]
-        == "[format('Microsoft.Storage/storageAccounts/{0}', parameters('accountName'))]"
-    )
-    assert inner_value(backup_side, "accountName") == "[parameters('backupStorageAccountName')]"
-    assert _role(assignment) == (
-        "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', parameters('roleId'))]"
-    )
-    assert assignment["properties"]["principalId"] == "[parameters('principalId')]"
-    assert assignment["properties"]["principalType"] == "ServicePrincipal"
+    assert "condition" not in assignment["properties"]
+
+
+def test_backup_side_outputs_name_the_assignments_and_the_role_it_made():
+    # scripts/deploy reads these to check and to remove what the template assigned.
+    for mode, containers in (("tiering", "backups,photos"), ("tiering", ""), ("contributor", "b")):
+        ev, deployed = backup_side(identityRole=mode, RETIER_CONTAINERS=containers)
+        outputs = nested("backupSideDeploymentName")["properties"]["template"]["outputs"]
+        assignments = deployed_of(deployed, "Microsoft.Authorization/roleAssignments")
+        group = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-backups"
+        assert ev(outputs["roleAssignmentIds"]["value"]) == [
+            f"{group}/providers/{a['scope']}/providers/Microsoft.Authorization/roleAssignments/"
+            + a["name"]
+            for a in assignments
+        ]
+        role_id = ev(outputs["tieringRoleDefinitionId"]["value"])
+        if mode == "tiering":
+            assert {_role(a) for a in assignments} == {role_id}
+        else:
+            assert role_id == ""
+
+
+def test_a_new_principal_gets_new_assignment_names_and_the_same_one_keeps_its_own():
+    # A recreated identity (resource group deleted by hand) or system topic keeps its resource id
+    # and gets a new principal: names seeded with the principal id do not collide with the old
+    # assignments (RoleAssignmentUpdateNotPermitted), and a plain redeploy updates in place.
+    def backup_names(principal, **parameters):
+        deployed = backup_side(principal, RETIER_CONTAINERS="backups,photos", **parameters)[1]
+        return {a["name"] for a in deployed_of(deployed, "Microsoft.Authorization/roleAssignments")}
+
+    def nested_names(variable, principal):
+        deployment = nested(variable)
+        ev = inner_evaluator(deployment, {"principalId": principal}, "rg-retier")
+        return {
+            x["name"]
+            for r in deployment["properties"]["template"]["resources"]
+            for x in ev.expand(r)
+        }
+
+    for mode in ("tiering", "contributor"):
+        first = backup_names(PRINCIPAL, identityRole=mode)
+        assert first == backup_names(PRINCIPAL, identityRole=mode)
+        assert first.isdisjoint(backup_names(OTHER_PRINCIPAL, identityRole=mode))
+    for variable in ("hostRolesDeploymentName", "deadLetterRoleDeploymentName"):
+        first = nested_names(variable, PRINCIPAL)
+        assert len(first) == len(nested(variable)["properties"]["template"]["resources"])
+        assert first == nested_names(variable, PRINCIPAL)
+        assert first.isdisjoint(nested_names(variable, OTHER_PRINCIPAL))
 
 
 def test_every_role_assignment_is_scoped_to_one_resource():
     assignments = role_assignments()
-    assert len(assignments) == 4
+    # host owner, metrics publisher, dead-letter writer, and on the backup side: per container,
+    # account (no containers configured), contributor fallback
+    assert len(assignments) == 6
     for assignment, _ in assignments:
         scope = assignment["scope"]
         resources = ("[format('Microsoft.Storage/", "[format('Microsoft.Insights/components/")
@@ -250,38 +466,52 @@ def test_every_role_assignment_is_scoped_to_one_resource():
 
 
 def test_functions_host_roles_on_its_own_storage_and_app_insights():
-    by_role = {_role(a): a for a, _ in role_assignments()}
-    owner = by_role[
-        "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', variables('storageBlobDataOwnerRoleId'))]"
-    ]
-    assert (
-        owner["scope"]
-        == "[format('Microsoft.Storage/storageAccounts/{0}', variables('hostStorageName'))]"
+    deployment = nested("hostRolesDeploymentName")
+    assert "resourceGroup" not in deployment  # retier's own group
+    assert inner_value(deployment, "principalId") == (
+        "[reference(variables('identityId'), '2023-01-31').principalId]"
     )
-    publisher = by_role[
-        "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', variables('monitoringMetricsPublisherRoleId'))]"
-    ]
-    assert (
-        publisher["scope"]
-        == "[format('Microsoft.Insights/components/{0}', variables('appInsightsName'))]"
-    )
-    for assignment in (owner, publisher):
-        assert assignment["properties"]["principalId"] == (
-            "[reference(variables('identityId'), '2023-01-31').principalId]"
-        )
+    ev = inner_evaluator(deployment, {"principalId": PRINCIPAL}, "rg-retier")
+    deployed = [x for r in deployment["properties"]["template"]["resources"] for x in ev.expand(r)]
+    host = evaluate("[variables('hostStorageName')]")
+    appi = evaluate("[variables('appInsightsName')]")
+    roles = "/subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.Authorization"
+    assert {(a["scope"], _role(a), a["properties"]["principalId"]) for a in deployed} == {
+        (
+            f"Microsoft.Storage/storageAccounts/{host}",
+            f"{roles}/roleDefinitions/{STORAGE_BLOB_DATA_OWNER}",
+            PRINCIPAL,
+        ),
+        (
+            f"Microsoft.Insights/components/{appi}",
+            f"{roles}/roleDefinitions/{MONITORING_METRICS_PUBLISHER}",
+            PRINCIPAL,
+        ),
+    }
+    depends = " ".join(one("Microsoft.Web/sites")["dependsOn"])
+    assert "variables('hostRolesDeploymentName')" in depends
 
 
 def test_system_topic_writes_dead_letters_to_that_container_only():
-    (topic_role,) = [
-        a for a, scope in role_assignments() if "topicPrincipalId" in a["properties"]["principalId"]
-    ]
-    assert topic_role["scope"] == (
-        "[format('Microsoft.Storage/storageAccounts/{0}/blobServices/default/containers/{1}', "
-        "variables('hostStorageName'), variables('deadLetterContainerName'))]"
+    deployment = nested("deadLetterRoleDeploymentName")
+    assert "topicPrincipalId" in inner_value(deployment, "principalId")
+    ev = inner_evaluator(deployment, {"principalId": TOPIC_PRINCIPAL}, "rg-retier")
+    ((assignment,),) = [ev.expand(r) for r in deployment["properties"]["template"]["resources"]]
+    host = evaluate("[variables('hostStorageName')]")
+    assert assignment["scope"] == (
+        f"Microsoft.Storage/storageAccounts/{host}/blobServices/default/containers/retier-dead-letter"
     )
-    assert _role(topic_role) == (
-        "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', variables('storageBlobDataContributorRoleId'))]"
-    )
+    assert _role(assignment).endswith(f"/roleDefinitions/{STORAGE_BLOB_DATA_CONTRIBUTOR}")
+    assert assignment["properties"]["principalId"] == TOPIC_PRINCIPAL
+
+
+def test_backup_resource_group_must_be_given_never_defaulting_to_retiers_own():
+    # The "Deploy to Azure" button must not quietly deploy retier into the backup account's group
+    # (scripts/deploy --remove deletes retier's group).
+    spec = TEMPLATE["parameters"]["backupResourceGroup"]
+    assert "defaultValue" not in spec and spec["minLength"] == 1
+    with pytest.raises(KeyError, match="backupResourceGroup has no value"):
+        Evaluator(TEMPLATE, {"backupStorageAccountName": "mybackups"})("[variables('suffix')]")
 
 
 # -- Event Grid ------------------------------------------------------------------------------
@@ -313,10 +543,26 @@ def test_a_topic_retier_creates_is_tagged_and_an_existing_ones_tags_are_kept():
     assert one("Microsoft.EventGrid/systemTopics")["tags"] == "[parameters('systemTopicTags')]"
 
 
-def test_subscription_is_named_as_agreed_and_delivers_blob_created_to_the_event_function():
+def test_subscription_is_named_after_the_app_so_two_installs_can_share_a_topic():
+    deployment = nested("subscriptionDeploymentName")
+    assert inner_value(deployment, "subscriptionName") == "[variables('eventSubscriptionName')]"
+    output = TEMPLATE["outputs"]["eventSubscriptionName"]["value"]
+    default = evaluate("[variables('appName')]")
+    names = {}
+    for app in (default, "retier-a", "retier-b", "a" * 51, "b" * 52, "c" * 60, "Retier-App-1"):
+        name = evaluate(output, appName=app) if app != default else evaluate(output)
+        assert name == eventgrid.subscription_name(app), app
+        assert re.fullmatch(r"[A-Za-z0-9-]{3,64}", name), name  # Event Grid's naming rule
+        names[app] = name
+    assert len(set(names.values())) == len(names)  # two app names, two subscriptions
+    assert names["retier-a"] == "retier-a-blob-created"
+    # The local stand-ins keep their own fixed name; a deployment never uses it.
+    assert eventgrid.SUBSCRIPTION not in names.values()
+
+
+def test_subscription_delivers_blob_created_to_the_event_function():
     subscription = one("Microsoft.EventGrid/systemTopics/eventSubscriptions")
     deployment = nested("subscriptionDeploymentName")
-    assert TEMPLATE["variables"]["eventSubscriptionName"] == eventgrid.SUBSCRIPTION
     assert TEMPLATE["variables"]["eventFunctionName"] == "retier_blob_created"
     assert (
         '@app.function_name(name="retier_blob_created")' in (ROOT / "function_app.py").read_text()
@@ -338,10 +584,7 @@ def test_subscription_waits_for_the_code_and_the_dead_letter_role():
     assert deployment["condition"] == "[parameters('deployEventSubscription')]"
     depends = " ".join(deployment["dependsOn"])
     assert "'Microsoft.Web/sites/extensions', variables('appName'), 'onedeploy'" in depends
-    assert (
-        "'Microsoft.Authorization/roleAssignments', variables('deadLetterAssignmentName')"
-        in depends
-    )
+    assert "'Microsoft.Resources/deployments', variables('deadLetterRoleDeploymentName')" in depends
 
 
 def test_retry_policy_defaults_are_event_grids_documented_ones():
@@ -376,6 +619,198 @@ def test_dead_letters_go_to_the_host_container_written_with_the_topics_identity(
     deployment = nested("subscriptionDeploymentName")
     assert inner_value(deployment, "deadLetterAccountId") == "[variables('hostStorageId')]"
     assert evaluate(inner_value(deployment, "deadLetterContainerName")) == "retier-dead-letter"
+
+
+# -- the role against what the function really sends ---------------------------------------------
+
+# Each REST operation the function's code path sends, and the permission Azure checks for it
+# (with the ABAC suboperation, for data actions). Sources: docs/permissions.md and the role's
+# metadata.permissionSources.
+REST_PERMISSIONS = {
+    "List Blobs": (BLOB_READ, "Blob.List"),
+    "Get Container Properties": (CONTAINER_READ, None),
+    "Set Blob Tier": (BLOB_WRITE, "Blob.Write.Tier"),
+    "Blob Batch, container-scoped (the parent request)": (CONTAINER_WRITE, None),
+}
+_SUBREQUEST_LINE = re.compile(rb"^(\w+) (\S+) HTTP/1\.1\r?$", re.MULTILINE)
+
+
+def rest_operation(method: str, url: str) -> str:
+    query = parse_qs(urlsplit(url).query)
+    restype, comp = query.get("restype", [None])[0], query.get("comp", [None])[0]
+    if method == "POST" and (restype, comp) == ("container", "batch"):
+        return "Blob Batch, container-scoped (the parent request)"
+    if method == "GET" and (restype, comp) == ("container", "list"):
+        return "List Blobs"
+    if method in ("GET", "HEAD") and (restype, comp) == ("container", None):
+        return "Get Container Properties"
+    if method == "PUT" and (restype, comp) == (None, "tier"):
+        return "Set Blob Tier"
+    return f"unexpected: {method} {url}"
+
+
+class RecordingTransport(RequestsTransport):
+    """The SDK's own transport, noting each REST operation it sends (and each batch sub-request)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sent: list[str] = []
+
+    def send(self, request, **kwargs):
+        self.sent.append(rest_operation(request.method, request.url))
+        body = request.body if isinstance(request.body, (bytes, bytearray)) else b""
+        if self.sent[-1].startswith("Blob Batch"):
+            for method, path in _SUBREQUEST_LINE.findall(bytes(body)):
+                self.sent.append("sub-request: " + rest_operation(method.decode(), path.decode()))
+        return super().send(request, **kwargs)
+
+
+@pytest.mark.azurite
+def test_the_role_grants_exactly_what_the_handler_and_the_timer_send(
+    azurite_connection_string, blob_service, container
+):
+    t1, t2, t3 = "20240101T020304Z", "20240102T020304Z", "20240103T020304Z"
+    full = [f"duplicity-full.{t1}.vol{i}.difftar.gpg" for i in (1, 2, 3)]
+    inc = [f"duplicity-inc.{t1}.to.{t2}.vol1.difftar.gpg"]
+    later = [f"duplicity-full.{t3}.vol{i}.difftar.gpg" for i in (1, 2)]
+    manifests = [
+        f"duplicity-full.{t1}.manifest.gpg",
+        f"duplicity-inc.{t1}.to.{t2}.manifest.gpg",
+        f"duplicity-full.{t3}.manifest.gpg",
+    ]
+    client = blob_service.get_container_client(container)
+    for name in full + inc + later + manifests:
+        client.upload_blob(name, b"duplicity bytes", overwrite=True)
+    transport = RecordingTransport()
+    store = BlobStore.from_connection(
+        Connection(connection_string=azurite_connection_string), transport=transport
+    )
+    settings = s.load_settings({s.STORAGE: azurite_connection_string, s.CONTAINERS: container})
+    service = RetierService(settings, store)
+
+    # The handler: a set of three volumes (one Blob Batch), a set of one (one Set Blob Tier).
+    for manifest in manifests[:2]:
+        item = next(iter(store.list_blobs(container, manifest)))
+        event = blob_created_event(
+            account=store.account_name,
+            container=container,
+            item=item,
+            url=store.blob_url(container, manifest),
+        )
+        assert service.handle_event(event).status == HANDLED
+    # The timer: the reconciliation sweep finds the third set (the restore hold read first).
+    report = sweep_container(store, container, settings)
+    assert report.ok and report.applied.done.count == len(later)
+
+    tiers = {b.name: b.blob_tier for b in client.list_blobs()}
+    assert {tiers[n] for n in full + inc + later} == {"Cold"}
+    assert {tiers[n] for n in manifests} == {"Hot"}
+    assert all(
+        not op.startswith(("unexpected", "sub-request: unexpected")) for op in transport.sent
+    )
+    operations = {op.removeprefix("sub-request: ") for op in transport.sent}
+    assert operations == set(REST_PERMISSIONS), transport.sent
+    assert any(op.startswith("sub-request: Set Blob Tier") for op in transport.sent)
+
+    actions, data_actions = granted(custom_role())
+    assert actions | data_actions == {p for p, _ in REST_PERMISSIONS.values()}
+    for permission, suboperation in REST_PERMISSIONS.values():
+        if permission in data_actions:
+            assert condition_allows(TIERING_CONDITION, permission, suboperation), permission
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+ALERT_TYPES = (
+    "Microsoft.Insights/actionGroups",
+    "Microsoft.Insights/metricAlerts",
+    "Microsoft.Insights/scheduledQueryRules",
+)
+# The reconciliation timer's one record per run: retier.functions.SUMMARY_TOKEN, then JSON with a
+# boolean "complete" (the log alert looks for a complete one each day).
+SWEEP_SUMMARY_TOKEN = "retier-sweep-summary"
+
+
+def top_level_deployed(**parameters) -> dict[str, list[dict]]:
+    """Each alert resource type -> its resources as deployed with these parameters."""
+    ev = Evaluator(TEMPLATE, {**BACKUP, **parameters})
+    return {
+        t: [x for r in TEMPLATE["resources"] if r["type"] == t for x in ev.expand(r)]
+        for t in ALERT_TYPES
+    }
+
+
+def test_no_alert_resources_without_an_alert_email():
+    assert all(found == [] for found in top_level_deployed().values())
+    assert evaluate(TEMPLATE["outputs"]["alertsEnabled"]["value"]) is False
+    assert TEMPLATE["parameters"]["alertEmail"]["defaultValue"] == ""
+
+
+def test_an_alert_email_gets_an_action_group_and_both_alerts():
+    email = "backups@example.com"
+    found = top_level_deployed(alertEmail=email, appName="retier-a")
+    ((group,), (dead_letters,), (health,)) = (found[t] for t in ALERT_TYPES)
+    assert group["location"] == "Global"
+    assert len(group["properties"]["groupShortName"]) <= 12
+    assert group["properties"]["emailReceivers"] == [
+        {"name": "retier-owner", "emailAddress": email, "useCommonAlertSchema": True}
+    ]
+    group_id = evaluate("[variables('actionGroupId')]")
+    assert group_id.endswith(f"/providers/Microsoft.Insights/actionGroups/{group['name']}")
+    assert evaluate(TEMPLATE["outputs"]["alertsEnabled"]["value"], alertEmail=email) is True
+
+    # (a) Event Grid dead-lettered this install's events: the system topic's DeadLetteredCount.
+    props = dead_letters["properties"]
+    assert props["scopes"] == [evaluate("[variables('systemTopicId')]")]
+    (criterion,) = props["criteria"]["allOf"]
+    assert props["criteria"]["odata.type"] == (
+        "Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria"
+    )
+    assert (criterion["metricNamespace"], criterion["metricName"]) == (
+        "Microsoft.EventGrid/systemTopics",
+        "DeadLetteredCount",
+    )
+    assert (criterion["operator"], criterion["threshold"], criterion["timeAggregation"]) == (
+        "GreaterThan",
+        0,
+        "Total",
+    )
+    assert criterion["dimensions"] == [
+        {
+            "name": "EventSubscriptionName",
+            "operator": "Include",
+            "values": [
+                eventgrid.subscription_name("retier-a"),
+                eventgrid.subscription_name("retier-a").upper(),
+            ],
+        }
+    ]
+    assert props["actions"] == [{"actionGroupId": group_id}]
+
+    # (b) a failed execution, or no completed sweep, within a day: a log alert on App Insights.
+    props = health["properties"]
+    assert health["kind"] == "LogAlert"
+    assert props["scopes"] == [evaluate("[variables('appInsightsId')]")]
+    assert props["windowSize"] == "P1D" and props["evaluationFrequency"] == "PT1H"
+    (criterion,) = props["criteria"]["allOf"]
+    query = criterion["query"]
+    assert "requests" in query and "success == false" in query
+    assert f"startswith '{SWEEP_SUMMARY_TOKEN}'" in query and "summary.complete" in query
+    assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (
+        "Count",
+        "GreaterThan",
+        0,
+    )
+    assert props["actions"] == {"actionGroups": [group_id]}
+
+
+def test_the_alert_query_reads_the_sweep_summary_line_as_the_timer_writes_it():
+    # The query strips the token with a regex and parses the rest as JSON: the record must be the
+    # token, white space, then one JSON object with a boolean "complete".
+    query = TEMPLATE["variables"]["healthQuery"]
+    pattern = re.search(r"trim_start\(@'([^']*)', message\)", query).group(1)
+    record = SWEEP_SUMMARY_TOKEN + " " + json.dumps({"complete": True, "containers": ["b"]})
+    assert json.loads(re.sub("^" + pattern, "", record))["complete"] is True
 
 
 # -- what Event Grid delivers: derived from the name grammar ------------------------------------
@@ -442,18 +877,6 @@ PREFIXES = ["", "host1/", "backups/srv.example.com/", "meta/", "h/hot/"]
 
 def duplicity_names():
     """(name, kind) for every object duplicity 3 writes, with --file-prefix and per-type prefixes."""
-    from duplicity import config, dup_time, file_naming
-
-    saved = {
-        a: getattr(config, a)
-        for a in (
-            "file_prefix",
-            "file_prefix_manifest",
-            "file_prefix_archive",
-            "file_prefix_signature",
-            "use_gpgsm",
-        )
-    }
     kinds = {
         ("full", False): Kind.VOLUME,
         ("inc", False): Kind.VOLUME,
@@ -465,27 +888,25 @@ def duplicity_names():
         ("inc-stat", False): Kind.JSONSTAT,
     }
     out = []
-    try:
-        for prefix, per_type, gpgsm in itertools.product(PREFIXES, ["", "m-"], [False, True]):
-            config.file_prefix = prefix.encode()
-            config.file_prefix_manifest = per_type.encode()  # --file-prefix-manifest
-            config.file_prefix_archive = b"a-" if per_type else b""
-            config.file_prefix_signature = per_type.encode()
-            config.use_gpgsm = gpgsm
-            file_naming.prepare_regex(force=True)
-            dup_time.setcurtime(1704074584)
-            dup_time.setprevtime(1703988184)
-            for (dup_type, manifest), kind in kinds.items():
-                for encrypted, gzipped in [(False, False), (True, False), (False, True)]:
-                    volume = None if manifest or dup_type not in ("full", "inc") else 3
-                    name = file_naming.get(
-                        dup_type, volume, manifest=manifest, encrypted=encrypted, gzipped=gzipped
-                    ).decode()
-                    out.append((name, kind))
-    finally:
-        for attr, value in saved.items():
-            setattr(config, attr, value)
-        file_naming.prepare_regex(force=True)
+    for prefix, per_type, gpgsm in itertools.product(PREFIXES, ["", "m-"], [False, True]):
+        prefixes = Prefixes(
+            all=prefix, archive="a-" if per_type else "", manifest=per_type, signature=per_type
+        )
+        for (dup_type, manifest), kind in kinds.items():
+            for encrypted, gzipped in [(False, False), (True, False), (False, True)]:
+                volume = None if manifest or dup_type not in ("full", "inc") else 3
+                name = write_name(
+                    dup_type,
+                    t=1704074584,
+                    t0=1703988184,
+                    volume=volume,
+                    manifest=manifest,
+                    encrypted=encrypted,
+                    gzipped=gzipped,
+                    gpgsm=gpgsm,
+                    prefixes=prefixes,
+                )
+                out.append((name, kind))
     return out
 
 
@@ -632,23 +1053,51 @@ def test_no_key_sas_or_key_bearing_connection_string_anywhere():
 
 def test_outputs_say_what_comes_next_and_hold_no_secret():
     outputs = TEMPLATE["outputs"]
+    # What scripts/deploy reads (outputs_to_vars) stays; identityRole and the rest are added.
     for needed in (
         "functionAppName",
-        "deadLetterContainer",
-        "hostStorageAccountName",
+        "functionName",
         "identityClientId",
+        "identityPrincipalId",
+        "hostStorageAccountName",
+        "deadLetterContainer",
+        "systemTopicName",
+        "systemTopicResourceGroup",
+        "eventSubscriptionName",
+        "backupRoleAssignmentId",
+        "backupRoleAssignmentIds",
+        "tieringRoleDefinitionId",
+        "identityRole",
+        "alertsEnabled",
     ):
         assert needed in outputs
     for name, output in outputs.items():
         text = json.dumps(output).lower()
         assert "connectionstring" not in text and "key" not in text, name
-        assert output["type"] in ("string", "int", "bool")
+        assert "alertemail" not in text, name  # an address is not needed back, nor logged
+        assert output["type"] in ("string", "int", "bool", "array")
     assert evaluate(outputs["deadLetterContainer"]["value"]) == "retier-dead-letter"
 
 
 def test_parameters_are_described():
     for name, spec in TEMPLATE["parameters"].items():
         assert len(spec.get("metadata", {}).get("description", "")) > 20, name
+
+
+def test_the_evaluator_refuses_what_it_cannot_evaluate_and_expands_like_arm():
+    ev = Evaluator(TEMPLATE, BACKUP)
+    with pytest.raises(NotImplementedError, match="reference"):
+        ev("[reference(variables('identityId'), '2023-01-31').principalId]")
+    with pytest.raises(ValueError, match="copyIndex"):
+        ev("[copyIndex()]")
+    assert ev("[guid('a', 'b')]") == ev("[guid('a', 'b')]") != ev("[guid('a', 'c')]")
+    assert ev("[union(createArray('x', 'y'), createArray('y', 'z'))]") == ["x", "y", "z"]
+    looped = {
+        "copy": {"name": "n", "count": "[add(1, 2)]"},
+        "name": "[format('r{0}', copyIndex(1))]",
+    }
+    assert ev.expand(looped) == [{"name": "r1"}, {"name": "r2"}, {"name": "r3"}]
+    assert ev.expand({"condition": "[equals(1, 2)]", "name": "x"}) == []
 
 
 # -- the template is internally consistent ----------------------------------------------------

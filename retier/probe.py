@@ -77,6 +77,7 @@ FUNCTION_FAILED_OUTCOMES = frozenset({"GenericError", "TimedOut", "Busy"})
 # A dead-letter blob holds one delivery's batch; anything far larger is not Event Grid's.
 MAX_DEAD_LETTER_BYTES = 1024 * 1024
 REPLAYED_PREFIX = "replayed/"  # where `retier replay` files dead letters away
+FUNCTION_NAME = "retier_blob_created"  # function_app.py's Event Grid function
 _RUN_ID = re.compile(r"[0-9a-z]{1,32}\Z")
 
 
@@ -199,7 +200,14 @@ def diagnosis_commands(hints: Hints, *, account: str, canary: Canary) -> dict[st
         f"az monitor app-insights query --app {app_insights} --resource-group {group} "
         f"--analytics-query {shlex.quote(kql)}"
     )
-    return {EVENT: event, INVOCATION: invocation, "log_query": kql}
+    # Is the function there to deliver to? (core `az functionapp function show`, which takes
+    # --name, --resource-group and --function-name.)
+    function = (
+        f"az functionapp function show --name {_q(hints.function_app, '<function-app>')} "
+        f"--resource-group {group} --function-name {FUNCTION_NAME} "
+        '--query "{name:name, disabled:isDisabled}"'
+    )
+    return {EVENT: event, INVOCATION: invocation, "function": function, "log_query": kql}
 
 
 @dataclass

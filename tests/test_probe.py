@@ -30,6 +30,7 @@ from retier.names import Kind
 from retier.probe import (
     CANARY_PREFIX,
     EVENT,
+    FUNCTION_NAME,
     INVOCATION,
     TIER,
     Canary,
@@ -119,6 +120,10 @@ def test_each_probe_has_its_own_names():
     assert a.prefix == f"{CANARY_PREFIX}a1." and not b.volume.startswith(a.prefix)
 
 
+def test_the_checked_function_is_the_one_function_app_registers():
+    assert FUNCTION_NAME in load_functions()
+
+
 def test_failure_checks_name_the_hints_and_placeholders_otherwise():
     canary = Canary("retier-probe-x.", "v", "retier-probe-x.duplicity-full.T.manifest")
     given = diagnosis_commands(
@@ -138,6 +143,10 @@ def test_failure_checks_name_the_hints_and_placeholders_otherwise():
     )
     assert "provisioningState" in given[EVENT] and "filter:filter" in given[EVENT]
     assert "--resource-group rg-retier" in given[INVOCATION]
+    assert given["function"] == (
+        "az functionapp function show --name retier-abc --resource-group rg-retier "
+        '--function-name retier_blob_created --query "{name:name, disabled:isDisabled}"'
+    )
     assert f'contains "{canary.manifest}"' in given["log_query"]
     bare = diagnosis_commands(Hints(), account="backupacct", canary=canary)
     assert "--name retier-blob-created " in bare[EVENT] and "<system-topic>" in bare[EVENT]
@@ -153,7 +162,6 @@ def test_bad_usage_exits_2_with_a_message(run_retier, azurite_connection_string,
     assert missing.returncode == 2 and "--container" in missing.stderr
     for args, says in [
         (["--timeout", "0"], "--timeout must be more than 0"),
-        (["--timeout", "-5"], "--timeout must be more than 0"),
         (["--timeout", "soon"], "invalid float value"),
     ]:
         run = run_retier("probe", "--container", container, *args, env=env)
@@ -364,7 +372,8 @@ def test_with_nobody_handling_events_it_times_out_names_the_step_and_leaves_no_c
         env={"RETIER_STORAGE": azurite_connection_string},
     )
     assert text.returncode == 1 and text.stdout.startswith("FAILED (event): ")
-    assert "check the event step:" in text.stdout and "canary deleted" in text.stdout
+    assert "check the event subscription (state, filter):" in text.stdout
+    assert "canary deleted" in text.stdout
     assert _listing(store, container) == {}
 
 

@@ -44,9 +44,14 @@ def _print_text(result, dry_run: bool = False) -> None:
         print(result.message)
     else:
         print(f"FAILED ({result.failed_step}): {result.message}")
-        for step in ("event", "invocation"):
-            if step in result.checks:
-                print(f"  check the {step} step:\n    {result.checks[step]}")
+        labels = {
+            "event": "the event subscription (state, filter)",
+            "function": "the function is deployed",
+            "invocation": "the function's log lines about the canary",
+        }
+        for key, label in labels.items():
+            if key in result.checks:
+                print(f"  check {label}:\n    {result.checks[key]}")
         dead = result.dead_letter
         if dead:
             where = f"{dead.get('account') or '?'}/{dead.get('container')}"

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -444,6 +448,30 @@ def test_ctrl_c_while_waiting_still_deletes_the_canary(azurite_connection_string
     assert sorted(present) == sorted(result.canary.blobs)
     assert result.interrupted and (result.ok, result.failed_step) == (False, TIER)
     assert result.left_behind == [] and _listing(store, container) == {}
+
+
+def test_a_killed_probe_still_deletes_the_canary(azurite_connection_string, store, container):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETIER_", "AZURE_CONNECTION"))}
+    env["RETIER_STORAGE"] = azurite_connection_string
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retier", "probe", "--container", container, "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(_canary_blobs(store, container)) < 2:  # uploaded: now waiting for the tier
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    result = json.loads(out)
+    assert proc.returncode == 1 and result["interrupted"] and result["failed_step"] == TIER
+    assert result["left_behind"] == [] and _listing(store, container) == {}
 
 
 def test_an_error_while_waiting_still_deletes_the_canary(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 
 from retier.cli.common import EXIT_OK, EXIT_RETRY, UsageError, print_json
@@ -35,6 +36,10 @@ def _dead_letter_store(account: str | None, backup_store):
     if "://" not in account:
         account = f"https://{account}.blob.core.windows.net"
     return BlobStore.from_connection(dead_letter_connection(account))
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_text(result, dry_run: bool = False) -> None:
@@ -136,7 +141,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    result = prober.run(container, args.timeout)
+    # A plain `kill` (SIGTERM: a CI job's timeout, a closed terminal) would end Python without
+    # running the probe's cleanup: make it a Ctrl-C, which the probe handles by deleting the canary.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = prober.run(container, args.timeout)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if args.json:
         print_json(result.to_dict())
     else:

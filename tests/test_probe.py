@@ -28,6 +28,7 @@ from conftest import ACCOUNT_KEY
 from faultbed.eventgrid import Answer, EventGridStandIn, function_endpoint, serving
 from retier import names
 from retier.bridge import Bridge
+from retier.costs import early_deletion_for_days, load_prices
 from retier.emulate import blob_created_event
 from retier.functions import service_from_environment
 from retier.names import Kind
@@ -36,7 +37,9 @@ from retier.probe import (
     EVENT,
     FUNCTION_NAME,
     INVOCATION,
+    MANIFEST_DATA,
     TIER,
+    VOLUME_DATA,
     Canary,
     Hints,
     Prober,
@@ -247,7 +250,8 @@ def deployed(store: BlobStore, container: str) -> Iterator[FunctionsHostStandIn]
     thread.start()
     try:
         deadline = time.monotonic() + 10
-        while bridge.tally.polls < 1:  # primed: only blobs uploaded from now on are sent
+        # Primed (its first listing done, not just begun): only blobs uploaded from now are sent.
+        while not bridge.watches[0].primed:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         yield host
@@ -337,6 +341,46 @@ def test_a_container_on_restore_hold_still_gets_the_new_canary_tiered_by_the_ser
     )
     assert "20300101T000000Z" in result.canary.manifest  # the set time is only a name
     assert store.get_hold(container) == "restore in progress"  # the probe leaves the hold alone
+    assert _listing(store, container) == {}
+
+
+def test_the_functions_prefix_and_tier_settings_are_followed_end_to_end(
+    function_env, azurite_connection_string, store, container
+):
+    settings = {
+        "RETIER_FILE_PREFIX_ARCHIVE": "cold/",
+        "RETIER_FILE_PREFIX_MANIFEST": "hot/",
+        "RETIER_VOLUME_TIER": "Archive",
+        "RETIER_METADATA_TIER": "Cool",
+    }
+    for name, value in settings.items():
+        function_env.setenv(name, value)
+    seen = {}
+
+    def tiers_while_waiting(canary: Canary) -> None:
+        seen["names"] = _canary_blobs(store, container)
+
+    prober = Prober(
+        store,
+        _settings(azurite_connection_string, **settings),
+        on_waiting=tiers_while_waiting,
+        first_poll=0.1,
+    )
+    with deployed(store, container):
+        result = prober.run(container, timeout=30)
+    assert result.ok, result.message
+    assert sorted(seen["names"]) == sorted(result.canary.blobs)
+    assert ".cold/duplicity-full." in result.canary.volume
+    assert ".hot/duplicity-full." in result.canary.manifest
+    assert result.volume_tier == "Archive"
+    # Deleted at once: Archive's 180 days for the volume, and Cool's 30 for the manifest, which
+    # the function moved too (RETIER_METADATA_TIER).
+    prices = load_prices({})
+    assert result.early_deletion == pytest.approx(
+        early_deletion_for_days(len(VOLUME_DATA), "Archive", 0, prices)
+        + early_deletion_for_days(len(MANIFEST_DATA), "Cool", 0, prices),
+        rel=1e-3,
+    )
     assert _listing(store, container) == {}
 
 

@@ -185,7 +185,11 @@ def diagnosis_commands(hints: Hints, *, account: str, canary: Canary) -> dict[st
         f"--resource-group {topic_group} "
         '--query "{state:provisioningState, filter:filter, destination:destination.endpointType}"'
     )
-    name = json.dumps(canary.manifest)  # a KQL string literal (the name has no quote or backslash)
+    # The run prefix is in the service's line for the manifest's event ("event <id> <container>/
+    # <manifest> ... status=retry reason=list <container>/<set prefix>*: HTTP 403 ...") and in the
+    # message of the exception that makes the host answer 500 (classic `exceptions`.outerMessage:
+    # https://learn.microsoft.com/azure/azure-monitor/reference/tables/appexceptions).
+    name = json.dumps(canary.prefix)  # a KQL string literal (no quote or backslash in it)
     kql = (
         "union traces, exceptions | where timestamp > ago(1h) "
         f"| where message contains {name} or outerMessage contains {name} "

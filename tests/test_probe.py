@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -154,7 +155,7 @@ def test_failure_checks_name_the_hints_and_placeholders_otherwise():
         "az functionapp function show --name retier-abc --resource-group rg-retier "
         '--function-name retier_blob_created --query "{name:name, disabled:isDisabled}"'
     )
-    assert f'contains "{canary.manifest}"' in given["log_query"]
+    assert f'contains "{canary.prefix}"' in given["log_query"]
     bare = diagnosis_commands(Hints(), account="backupacct", canary=canary)
     assert "--name retier-blob-created " in bare[EVENT] and "<system-topic>" in bare[EVENT]
     assert "<function-app-resource-group>" in bare[INVOCATION]
@@ -437,8 +438,9 @@ def _wrong_key_store(conn: str) -> BlobStore:
     [("function refused by storage", INVOCATION), ("no such function", EVENT)],
 )
 def test_a_dead_lettered_canary_event_names_the_step_that_failed(
-    answer, step, azurite_connection_string, store, blob_service, container
+    answer, step, azurite_connection_string, store, blob_service, container, caplog
 ):
+    caplog.set_level(logging.INFO, logger="retier.service")
     dead_letters = blob_service.create_container(f"t{uuid.uuid4().hex[:20]}")
     settings = _settings(azurite_connection_string)
     function = RetierService(settings, _wrong_key_store(azurite_connection_string))
@@ -477,6 +479,16 @@ def test_a_dead_lettered_canary_event_names_the_step_that_failed(
     assert result.dead_letter["checked"] and found["attempts"] == 2
     assert found["last_outcome"] == ("GenericError" if step == INVOCATION else "NotFound")
     assert "dead-lettered the canary's event" in result.message
+    # What the invocation check's log query finds: the function's own line for the canary's
+    # event, with the storage refusal (the function ran only in the invocation case).
+    lines = [r.getMessage() for r in caplog.records if r.name == "retier.service"]
+    found_by_query = [line for line in lines if result.canary.prefix in line]
+    if step == INVOCATION:
+        assert found_by_query and all(
+            "status=retry" in line and "HTTP 403" in line for line in found_by_query
+        )
+    else:
+        assert found_by_query == []
     assert _listing(store, container) == {}
 
 

@@ -632,6 +632,4 @@ def test_duplicity_neither_lists_deletes_nor_chokes_on_the_canary(
     final = _listing(store, container)
     assert {n: t for n, t in final.items() if n in after_probe} == after_probe
     assert all(names.parse(n).kind is not Kind.UNKNOWN for n in final)
-    restored = tmp_path / "restored"
-    dup.restore(restored, archive_dir=tmp_path / "restore-cache")
-    assert (restored / "new-3.bin").read_bytes() == (source / "new-3.bin").read_bytes()
+    assert sum("Incremental" in line for line in _status_lines(dup.collection_status().stdout)) == 3

@@ -351,10 +351,18 @@ class BlobStore:
             data = downloader.readall()
         return StoredBlob(data, downloader.properties.etag)
 
-    def write_blob(self, container: str, name: str, data: bytes) -> None:
-        """Create or replace a small blob."""
+    def write_blob(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
+        """Create or replace a small blob (with overwrite=False, create only: 409 if it exists)."""
         with _translated(f"write {container}/{name}"):
-            self._client.get_container_client(container).upload_blob(name, data, overwrite=True)
+            self._client.get_container_client(container).upload_blob(
+                name, data, overwrite=overwrite
+            )
+
+    def blob_properties(self, container: str, name: str) -> BlobItem:
+        """One blob's properties, tier and tier-change time included (Get Blob Properties; 404 raises)."""
+        with _translated(f"read properties of {container}/{name}"):
+            props = self._client.get_blob_client(container, name).get_blob_properties()
+        return _blob_item(props)
 
     def delete_blob(self, container: str, name: str, etag: str | None = None) -> None:
         """Delete a blob; with `etag`, only if it is unchanged since it was read (412 otherwise)."""

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from retier import __version__
-from retier.cli import bridge, cost, handler, ops, restore, sweep
+from retier.cli import bridge, cost, handler, ops, probe, restore, sweep
 from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError
 
 # Order of the commands in --help.
-COMMAND_GROUPS = (handler, sweep, restore, cost, ops, bridge)
+COMMAND_GROUPS = (handler, sweep, restore, cost, ops, bridge, probe)
 
 
 EPILOG = """\

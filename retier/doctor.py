@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from retier import costs, names, policy
+from retier import costs, lifecycle, names, policy
 from retier.names import Kind
 from retier.settings import (
     CONTAINERS,
@@ -140,22 +140,37 @@ def tier_support(
     return OK, f"{sku} {kind}: {', '.join(wanted)} available"
 
 
+ONLY_LIFECYCLE = "lifecycle"  # `--only lifecycle`: the policy-file check alone, no storage
+ONLY_CHOICES = (ONLY_LIFECYCLE,)
+
+
 def diagnose(
     env: Mapping[str, str] | None = None,
     containers: Collection[str] | None = None,
     *,
     now: datetime | None = None,
     store: BlobStore | None = None,
+    lifecycle_policy: str | None = None,
+    file_prefixes: Collection[str] = (),
+    only: str | None = None,
 ) -> Report:
-    """Run every check. `containers` default to RETIER_CONTAINERS; `now` is the clock ages use."""
+    """Run every check. `containers` default to RETIER_CONTAINERS; `now` is the clock ages use.
+
+    `lifecycle_policy` is a policy file (`az storage account management-policy show` output):
+    its rules are checked against the names duplicity writes with `file_prefixes` (its
+    --file-prefix values). `only="lifecycle"` runs that check alone, with no storage access.
+    """
     env = os.environ if env is None else env
     now = now or datetime.now(timezone.utc)
     report = Report()
+    if only == ONLY_LIFECYCLE:
+        return _lifecycle_only(env, containers, lifecycle_policy, file_prefixes, report)
     settings, prices = _check_settings(env, report)
     if settings is None:
         return report
-    chosen = sorted({c.strip().lower() for c in containers or () if c.strip()})
-    chosen = chosen or sorted(settings.containers)
+    chosen = _chosen(containers, settings)
+    if lifecycle_policy is not None:
+        _check_lifecycle(lifecycle_policy, chosen, settings, prices, file_prefixes, report)
     if not settings.containers:
         report.add(
             "containers",
@@ -181,6 +196,78 @@ def diagnose(
     for container in chosen:
         _check_container(store, container, settings, prices, account_kind, now, report)
     return report
+
+
+def _chosen(containers: Collection[str] | None, settings: Settings) -> list[str]:
+    chosen = sorted({c.strip().lower() for c in containers or () if c.strip()})
+    return chosen or sorted(settings.containers)
+
+
+# -- lifecycle management rules ---------------------------------------------------------------------
+def _lifecycle_only(
+    env: Mapping[str, str],
+    containers: Collection[str] | None,
+    path: str | None,
+    file_prefixes: Collection[str],
+    report: Report,
+) -> Report:
+    """`--only lifecycle`: read the settings (tiers, prefixes, containers) and the policy file."""
+    if path is None:
+        report.add(
+            "lifecycle", FAIL, "--only lifecycle needs --lifecycle-policy FILE", setting=True
+        )
+        return report
+    try:
+        settings = load_settings(env, allow_duplicity_env=True)
+        prices = costs.load_prices(env)
+    except (SettingsError, costs.PriceError) as exc:
+        report.add("settings", FAIL, str(exc), setting=True)
+        return report
+    _check_lifecycle(path, _chosen(containers, settings), settings, prices, file_prefixes, report)
+    return report
+
+
+def _check_lifecycle(
+    path: str,
+    containers: list[str],
+    settings: Settings,
+    prices: dict | None,
+    file_prefixes: Collection[str],
+    report: Report,
+) -> None:
+    """One line per rule and container that touches duplicity's names (retier.lifecycle)."""
+    if not containers:
+        report.add(
+            "lifecycle",
+            FAIL,
+            f"no container to check the policy against: give --container or set {CONTAINERS}",
+            setting=True,
+        )
+        return
+    try:
+        rules = lifecycle.load_policy(path)
+    except lifecycle.PolicyError as exc:
+        report.add("lifecycle", FAIL, f"cannot read the lifecycle policy: {exc}", setting=True)
+        return
+    pol = settings.policy
+    findings = lifecycle.check_policy(
+        rules,
+        containers,
+        volume_tier=pol.volume_tier,
+        metadata_tier=pol.metadata_tier,
+        archive_prefix=settings.file_prefix_archive,
+        manifest_prefix=settings.file_prefix_manifest,
+        file_prefixes=tuple(file_prefixes) or ("",),
+        prices=prices,
+    )
+    for f in findings:
+        report.add(
+            f"{f.container} lifecycle" + (f" {f.rule}" if f.rule else ""),
+            f.status,
+            f.message,
+            container=f.container,
+            details={"rule": f.rule, "harm": f.harm, "kinds": list(f.kinds), **f.details},
+        )
 
 
 # -- settings ---------------------------------------------------------------------------------------

@@ -85,6 +85,7 @@ class Plan:
     rows: dict[tuple[str, str, str], Tally] = field(default_factory=lambda: defaultdict(Tally))
     kept_reasons: Counter = field(default_factory=Counter)
     unfinished: list[UnfinishedSet] = field(default_factory=list)
+    sets_finished: int = 0  # backup sets whose manifest was listed
     # The Cool-then-Archive trap: planned moves out of an explicitly set Cool/Cold tier before its
     # minimum days, their charge, and the first few of them by name.
     early_deletion: Tally = field(default_factory=Tally)
@@ -264,6 +265,7 @@ class Planner:
 
     def finish(self) -> Plan:
         """Close the plan: volumes of sets that never got a manifest are unfinished, and kept."""
+        self.plan.sets_finished = sum(s.manifest is not None for s in self._sets.values())
         for (manifest_prefix, _), state in self._sets.items():
             if state.manifest is not None or not state.pending:
                 continue

@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from retier import costs, lifecycle, names, policy
 from retier.names import Kind
@@ -26,7 +26,7 @@ from retier.settings import (
     sweep_schedule,
 )
 from retier.storage import BlobStore, StorageError
-from retier.sweep import Plan, Planner
+from retier.sweep import ABANDONED_AFTER, Plan, Planner
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ FAIL = "fail"
 
 ROLE = "Storage Blob Data Contributor"
 ROLE_ID = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
-# An unfinished set older than this is no backup in progress: nightly runs would have resumed it.
-ABANDONED_AFTER = timedelta(days=1)
 MAX_EXAMPLES = 5  # names listed per finding; the rest are counted
 
 # Azure's SKU names (Get Account Information's x-ms-sku-name). Archive needs LRS, GRS or RA-GRS.
@@ -567,9 +565,8 @@ def _scan(
             trap.charge += costs.early_deletion(item.size, "Cool", since, now, prices)
         if len(trap.examples) < MAX_EXAMPLES:
             trap.examples.append(item.name)
-    for key, prefix in planner.sets_to_relist():
-        for item in store.list_blobs(container, prefix):
-            planner.feed_relisted(key, item)
+    for _decided in planner.relist(store):
+        pass  # the planner counts the re-listed volumes' decisions itself
     return planner.finish(), trap
 
 
@@ -613,14 +610,15 @@ def _report_cool_trap(
 
 
 def _report_unfinished(plan: Plan, container: str, now: datetime, report: Report) -> None:
-    old = [u for u in plan.unfinished if u.newest and now - u.newest > ABANDONED_AFTER]
+    old = [u for u in plan.unfinished if u.abandoned(now)]
     recent = len(plan.unfinished) - len(old)
+    limit = f"{ABANDONED_AFTER.days} days"
     if not old:
-        running = f"; {recent} younger than a day (a backup may be running)" if recent else ""
+        running = f"; {recent} younger than {limit} (a backup may be running)" if recent else ""
         report.add(
             f"{container} unfinished sets",
             OK,
-            f"no unfinished set older than a day{running}",
+            f"no unfinished set older than {limit}{running}",
             container=container,
         )
         return

@@ -246,7 +246,7 @@ def test_an_unfinished_set_older_than_a_day_warns_with_its_age_size_and_the_clea
 
     young = run(azurite_connection_string, [container], now=newest + timedelta(hours=23))
     assert checks(young)[f"{container} unfinished sets"].status == OK
-    assert "1 younger than a day" in checks(young)[f"{container} unfinished sets"].message
+    assert "1 younger than 2 days" in checks(young)[f"{container} unfinished sets"].message
 
     old = run(azurite_connection_string, [container], now=newest + timedelta(days=2, hours=12))
     unfinished = checks(old)[f"{container} unfinished sets"]

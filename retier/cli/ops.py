@@ -74,7 +74,7 @@ def register(sub) -> None:
         description="Check that retier can work: every RETIER_* setting parses; storage answers "
         "with the configured credential; the account has the chosen tier; each container exists, "
         "can be listed, allows tier changes, is or is not on restore hold; volumes uploaded as "
-        "explicit Cool (an early-deletion charge when moved); unfinished sets older than a day "
+        "explicit Cool (an early-deletion charge when moved); unfinished sets older than two days "
         "(abandoned backups); with --lifecycle-policy, each lifecycle management rule that would "
         "archive or delete duplicity's metadata, re-archive a restore, delete volumes early or "
         "move them warmer. Changes nothing. Exit 0 when nothing fails, 1 when something would "

@@ -25,7 +25,7 @@ from retier.settings import (
     load_settings,
     sweep_schedule,
 )
-from retier.storage import BlobStore, StorageError
+from retier.storage import BlobStore, ContainerProtection, StorageError
 from retier.sweep import ABANDONED_AFTER, Plan, Planner
 
 logger = logging.getLogger(__name__)
@@ -191,6 +191,7 @@ def diagnose(
     reachable, account_kind = _check_account(store, settings, report)
     if not reachable:
         return report  # no answer at all: every other check would say the same
+    _check_data_protection(store, report)
     for container in chosen:
         _check_container(store, container, settings, prices, account_kind, now, report)
     return report
@@ -428,7 +429,111 @@ def _check_account(store: BlobStore, settings: Settings, report: Report):
         message,
         details={"sku_name": info.sku_name, "account_kind": info.account_kind},
     )
+    _report_hns(info.is_hns_enabled, report)
     return True, info.account_kind
+
+
+# -- Data Lake, immutability, versioning, soft delete (docs/accounts.md has the sources) ------------
+def _report_hns(is_hns_enabled: bool | None, report: Report) -> None:
+    if is_hns_enabled is None:
+        return
+    if not is_hns_enabled:
+        report.add("data lake", OK, "flat namespace: tier changes go out in Blob Batch requests")
+        return
+    # Access tiers (Set Blob Tier) are supported with a hierarchical namespace (Azure's feature
+    # table: learn.microsoft.com/azure/storage/blobs/storage-feature-support-in-storage-accounts);
+    # Blob Batch is not documented for it and has been reported refused with 400
+    # (github.com/Azure/azure-sdk-for-js/issues/9578): retier falls back to one request per blob.
+    report.add(
+        "data lake",
+        OK,
+        "hierarchical namespace (Data Lake): Set Blob Tier works; if the account refuses Blob "
+        "Batch, retier sends one Set Blob Tier per blob (the same tier writes, one request each "
+        "instead of one per 256); blob versioning and version-level immutability are not "
+        "available on such accounts",
+        details={"is_hns_enabled": True},
+    )
+
+
+def _check_data_protection(store: BlobStore, report: Report) -> None:
+    """Blob soft delete (account-wide): what duplicity's deletions cost while it lasts."""
+    try:
+        days = store.soft_delete_days()
+    except StorageError as exc:
+        report.add(
+            "soft delete",
+            WARN,
+            f"could not read the blob service properties ({exc}); soft delete unknown",
+            hint="check it yourself: az storage account blob-service-properties show -n ACCOUNT",
+        )
+        return
+    if days is None:
+        report.add("soft delete", OK, "blob soft delete is off: a deleted blob is gone at once")
+        return
+    report.add(
+        "soft delete",
+        OK,
+        f"blob soft delete keeps deleted blobs {days} day(s): what duplicity deletes "
+        "(remove-older-than, cleanup) stays billed in its tier that long; retier lists no "
+        "soft-deleted blob (it never asks List Blobs to include them)",
+        details={"soft_delete_days": days},
+    )
+
+
+def _report_immutability(protection: ContainerProtection, container: str, report: Report) -> None:
+    kinds = [
+        name
+        for name, on in (
+            ("a time-based retention policy", protection.immutability_policy),
+            ("a legal hold", protection.legal_hold),
+            ("version-level immutability", protection.version_level_worm),
+        )
+        if on
+    ]
+    if not kinds:
+        report.add(f"{container} immutability", OK, "no immutability policy", container=container)
+        return
+    # "All blob access tiers support immutable storage. You can change the access tier of a blob
+    # with the Set Blob Tier operation." learn.microsoft.com/azure/storage/blobs/immutable-storage-overview
+    report.add(
+        f"{container} immutability",
+        OK,
+        f"{' and '.join(kinds)}: Azure allows tier changes on immutable blobs, so retier works "
+        "as usual; duplicity's remove-older-than and cleanup cannot delete until it lapses, and "
+        "an archived volume kept past its 180 days stays billed",
+        container=container,
+        details={"immutability": kinds},
+    )
+
+
+def _report_versioning(store: BlobStore, container: str, report: Report) -> None:
+    try:
+        versioned = store.versioned(container)
+    except StorageError as exc:
+        report.add(
+            f"{container} versioning",
+            WARN,
+            f"could not list {container} with versions ({exc}); versioning unknown",
+            container=container,
+        )
+        return
+    if not versioned:
+        state = "unknown (empty container)" if versioned is None else "off"
+        report.add(f"{container} versioning", OK, f"blob versioning {state}", container=container)
+        return
+    # A tier change is no write: it creates no version. duplicity writes each name once, so a
+    # volume has one version, and tiering it leaves no previous version behind in Hot. Deleting
+    # a blob turns its current version into a previous one, billed in its tier
+    # (learn.microsoft.com/azure/storage/blobs/versioning-overview, "Pricing and billing").
+    report.add(
+        f"{container} versioning",
+        OK,
+        "blob versioning is on: duplicity writes each name once, so retier tiers a volume's only "
+        "version and no Hot copy is left behind; what duplicity deletes stays as a previous "
+        "version, billed in its tier, until a lifecycle rule deletes versions",
+        container=container,
+        details={"versioning": True},
+    )
 
 
 # -- containers -------------------------------------------------------------------------------------
@@ -453,7 +558,7 @@ def _check_container(
 ) -> None:
     account = settings.account_name
     try:
-        hold = store.get_hold(container)
+        hold, protection = store.container_state(container)
     except StorageError as exc:
         if exc.status == 404:
             report.add(
@@ -483,6 +588,8 @@ def _check_container(
             )
         else:
             report.add(f"{container} hold", OK, "not on restore hold", container=container)
+        _report_immutability(protection, container, report)
+        _report_versioning(store, container, report)
 
     try:
         plan, trap = _scan(store, container, settings, prices, account_kind, now)

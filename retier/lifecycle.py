@@ -580,6 +580,34 @@ def _delete_volumes(rule, container, volumes, delete, volume_tier, archive, pric
 
 
 # -- for restores ------------------------------------------------------------------------------
+def restore_warnings(
+    rules: Iterable[Rule],
+    container: str,
+    settings,
+    *,
+    file_prefixes: Iterable[str] = ("",),
+    prices: dict | None = None,
+) -> list[Finding]:
+    """What `retier rehydrate` prints before a restore of `container`: the rules that would archive
+    its rehydrated volumes again (or take them warmer). `settings` is a retier.settings.Settings.
+
+        rules = lifecycle.load_policy(path)
+        for finding in lifecycle.restore_warnings(rules, container, settings):
+            print(f"{finding.status}: {finding.message}")
+    """
+    findings = check_policy(
+        rules,
+        [container],
+        volume_tier=settings.policy.volume_tier,
+        metadata_tier=settings.policy.metadata_tier,
+        archive_prefix=settings.file_prefix_archive,
+        manifest_prefix=settings.file_prefix_manifest,
+        file_prefixes=file_prefixes,
+        prices=prices,
+    )
+    return restore_conflicts(findings, container)
+
+
 def restore_conflicts(findings: Iterable[Finding], container: str) -> list[Finding]:
     """The findings that would undo a restore in `container`: rules that archive a rehydrated
     volume again (or take it warmer meanwhile). `retier rehydrate` prints these before it starts."""

@@ -361,3 +361,23 @@ def test_doctor_only_lifecycle_exits_0_for_a_harmless_policy_and_2_without_a_con
         "doctor", "--lifecycle-policy", str(path), "--only", "lifecycle", "--container", C
     )
     assert proc.returncode == 2 and "not JSON" in proc.stdout
+
+
+def test_rehydrate_can_ask_which_rules_would_undo_a_restore_of_a_container():
+    from retier.lifecycle import restore_warnings
+    from retier.settings import load_settings
+
+    settings = load_settings({"RETIER_VOLUME_TIER": "Archive", "RETIER_FILE_PREFIX_ARCHIVE": "v/"})
+    rules = parse_policy(
+        {
+            "rules": [
+                rule(
+                    "loop", {"tierToArchive": {"daysAfterModificationGreaterThan": 1}}, [f"{C}/v/"]
+                ),
+                rule("prune", {"delete": {"daysAfterModificationGreaterThan": 30}}, [f"{C}/v/"]),
+            ]
+        }
+    )
+    (warning,) = restore_warnings(rules, C, settings)
+    assert (warning.status, warning.rule, warning.harm) == (FAIL, "loop", REARCHIVE)
+    assert restore_warnings(rules, "elsewhere", settings) == []

@@ -227,15 +227,21 @@ class BlobStore:
     default) tries Blob Batch and stops using it for good if the account refuses a batch request.
     """
 
+    batch: bool | None = None  # a class default: stand-ins that subclass BlobStore inherit it
+
     def __init__(self, client: BlobServiceClient, *, batch: bool | None = None):
         self._client = client
-        self.batch = batch
+        if batch is not None:
+            self.batch = batch
 
     @classmethod
     def from_connection(
         cls, connection: Connection, *, batch: bool | None = None, **client_kwargs
     ) -> BlobStore:
-        return cls(connect(connection, **client_kwargs), batch=batch)
+        store = cls(connect(connection, **client_kwargs))
+        if batch is not None:
+            store.batch = batch
+        return store
 
     @property
     def account_name(self) -> str:

@@ -199,7 +199,7 @@ class Planner:
         return names.set_key(name, **self.prefixes)
 
     def _decide(self, name: DuplicityName, item: BlobItem) -> Move | None:
-        decision = policy.decide(name, item.tier, item.archive_status, self.policy)
+        decision = policy.decide(name, item.tier, item.archive_status, self.policy, item.smart_tier)
         before = decision.current or "unknown"
         after = decision.target if decision.move else before
         self.plan.rows[(name.kind.value, before, after)].add(item.size)
@@ -252,7 +252,7 @@ class Planner:
             return None  # the re-listing of this set will decide it
         if state.manifest is not None:
             return self._decide(name, item)
-        state.pending[item.tier or "unknown"].add(item.size)
+        state.pending[item.tier_label or "unknown"].add(item.size)
         if item.last_modified and (state.newest is None or item.last_modified > state.newest):
             state.newest = item.last_modified
         return None
@@ -265,16 +265,16 @@ class Planner:
             if state.relist
         ]
 
-    def relist(self, store: BlobStore) -> Iterator[tuple[tuple, Move | None]]:
+    def relist(self, store: BlobStore) -> Iterator[tuple[tuple, BlobItem, Move | None]]:
         """After the container's listing: list each set whose manifest came after its volumes again,
-        by its volumes' prefix, and decide them; (set key, move or None) per blob listed.
+        by its volumes' prefix, and decide them; (set key, blob, move or None) per blob listed.
 
         The one re-listing loop: the sweep applies the moves, the cost report prices them, doctor
         counts them.
         """
         for key, prefix in self.sets_to_relist():
             for item in store.list_blobs(self.plan.container, prefix):
-                yield key, self.feed_relisted(key, item)
+                yield key, item, self.feed_relisted(key, item)
 
     def feed_relisted(self, key: tuple, item: BlobItem) -> Move | None:
         name = names.parse(item.name)
@@ -603,7 +603,7 @@ def sweep_container(
         tick = (lambda: progress(planner.plan, applier and applier.applied)) if progress else None
         try:
             _drain(map(planner.feed, store.list_blobs(container)), applier, tick)
-            _drain((move for _key, move in planner.relist(store)), applier, tick)
+            _drain((move for _key, _item, move in planner.relist(store)), applier, tick)
         finally:
             if applier:
                 report.applied = applier.close(tick)

@@ -149,6 +149,6 @@ def test_relist_lists_each_late_manifest_set_by_prefix_and_decides_its_volumes(
     planner = Planner(container, Policy(), archive_prefix="a/", manifest_prefix="m/")
     assert [m for m in map(planner.feed, store.list_blobs(container)) if m] == []
     relisted = list(planner.relist(store))
-    assert [(m.name, m.target) for _key, m in relisted] == [(v, "Cold") for v in vols]
+    assert [(m.name, m.target) for _key, _item, m in relisted] == [(v, "Cold") for v in vols]
     plan = planner.finish()
     assert plan.sets_finished == 1 and [u.volumes for u in plan.unfinished] == [1]

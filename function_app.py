@@ -1,9 +1,16 @@
 """Azure Functions app: Event Grid BlobCreated and a daily reconciliation sweep. Logic lives in retier/."""
 
+import logging
+
 import azure.functions as func
 
-from retier.functions import handle_grid_event, run_scheduled_sweep
+from retier.functions import SDK_HTTP_LOGGER, handle_grid_event, run_scheduled_sweep
 from retier.settings import sweep_schedule
+
+# The Python worker forwards every record at Information and above to the host, under the one
+# category Function.<name>.User, so host.json cannot tell the SDK's request and response dumps
+# (two per storage call) from retier's outcome lines: they are turned down here instead.
+logging.getLogger(SDK_HTTP_LOGGER).setLevel(logging.WARNING)
 
 app = func.FunctionApp()
 

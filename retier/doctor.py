@@ -13,9 +13,9 @@ import uuid
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
-from retier import costs, names, policy
+from retier import costs, lifecycle, names, policy
 from retier.names import Kind
 from retier.settings import (
     CONTAINERS,
@@ -26,8 +26,8 @@ from retier.settings import (
     load_settings,
     sweep_schedule,
 )
-from retier.storage import BlobStore, StorageError
-from retier.sweep import Plan, Planner
+from retier.storage import BlobStore, ContainerProtection, StorageError
+from retier.sweep import ABANDONED_AFTER, Plan, Planner
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,6 @@ FAIL = "fail"
 
 ROLE = "Storage Blob Data Contributor"
 ROLE_ID = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
-# An unfinished set older than this is no backup in progress: nightly runs would have resumed it.
-ABANDONED_AFTER = timedelta(days=1)
 MAX_EXAMPLES = 5  # names listed per finding; the rest are counted
 
 # Azure's SKU names (Get Account Information's x-ms-sku-name). Archive needs LRS, GRS or RA-GRS.
@@ -141,22 +139,37 @@ def tier_support(
     return OK, f"{sku} {kind}: {', '.join(wanted)} available"
 
 
+ONLY_LIFECYCLE = "lifecycle"  # `--only lifecycle`: the policy-file check alone, no storage
+ONLY_CHOICES = (ONLY_LIFECYCLE,)
+
+
 def diagnose(
     env: Mapping[str, str] | None = None,
     containers: Collection[str] | None = None,
     *,
     now: datetime | None = None,
     store: BlobStore | None = None,
+    lifecycle_policy: str | None = None,
+    file_prefixes: Collection[str] = (),
+    only: str | None = None,
 ) -> Report:
-    """Run every check. `containers` default to RETIER_CONTAINERS; `now` is the clock ages use."""
+    """Run every check. `containers` default to RETIER_CONTAINERS; `now` is the clock ages use.
+
+    `lifecycle_policy` is a policy file (`az storage account management-policy show` output):
+    its rules are checked against the names duplicity writes with `file_prefixes` (its
+    --file-prefix values). `only="lifecycle"` runs that check alone, with no storage access.
+    """
     env = os.environ if env is None else env
     now = now or datetime.now(timezone.utc)
     report = Report()
+    if only == ONLY_LIFECYCLE:
+        return _lifecycle_only(env, containers, lifecycle_policy, file_prefixes, report)
     settings, prices = _check_settings(env, report)
     if settings is None:
         return report
-    chosen = sorted({c.strip().lower() for c in containers or () if c.strip()})
-    chosen = chosen or sorted(settings.containers)
+    chosen = _chosen(containers, settings)
+    if lifecycle_policy is not None:
+        _check_lifecycle(lifecycle_policy, chosen, settings, prices, file_prefixes, report)
     if not settings.containers:
         report.add(
             "containers",
@@ -179,9 +192,82 @@ def diagnose(
     reachable, account_kind = _check_account(store, settings, report)
     if not reachable:
         return report  # no answer at all: every other check would say the same
+    _check_data_protection(store, report)
     for container in chosen:
         _check_container(store, container, settings, prices, account_kind, now, report)
     return report
+
+
+def _chosen(containers: Collection[str] | None, settings: Settings) -> list[str]:
+    chosen = sorted({c.strip().lower() for c in containers or () if c.strip()})
+    return chosen or sorted(settings.containers)
+
+
+# -- lifecycle management rules ---------------------------------------------------------------------
+def _lifecycle_only(
+    env: Mapping[str, str],
+    containers: Collection[str] | None,
+    path: str | None,
+    file_prefixes: Collection[str],
+    report: Report,
+) -> Report:
+    """`--only lifecycle`: read the settings (tiers, prefixes, containers) and the policy file."""
+    if path is None:
+        report.add(
+            "lifecycle", FAIL, "--only lifecycle needs --lifecycle-policy FILE", setting=True
+        )
+        return report
+    try:
+        settings = load_settings(env, allow_duplicity_env=True)
+        prices = costs.load_prices(env)
+    except (SettingsError, costs.PriceError) as exc:
+        report.add("settings", FAIL, str(exc), setting=True)
+        return report
+    _check_lifecycle(path, _chosen(containers, settings), settings, prices, file_prefixes, report)
+    return report
+
+
+def _check_lifecycle(
+    path: str,
+    containers: list[str],
+    settings: Settings,
+    prices: dict | None,
+    file_prefixes: Collection[str],
+    report: Report,
+) -> None:
+    """One line per rule and container that touches duplicity's names (retier.lifecycle)."""
+    if not containers:
+        report.add(
+            "lifecycle",
+            FAIL,
+            f"no container to check the policy against: give --container or set {CONTAINERS}",
+            setting=True,
+        )
+        return
+    try:
+        rules = lifecycle.load_policy(path)
+    except lifecycle.PolicyError as exc:
+        report.add("lifecycle", FAIL, f"cannot read the lifecycle policy: {exc}", setting=True)
+        return
+    pol = settings.policy
+    findings = lifecycle.check_policy(
+        rules,
+        containers,
+        volume_tier=pol.volume_tier,
+        metadata_tier=pol.metadata_tier,
+        archive_prefix=settings.file_prefix_archive,
+        manifest_prefix=settings.file_prefix_manifest,
+        file_prefixes=tuple(file_prefixes) or ("",),
+        prices=prices,
+    )
+    for f in findings:
+        report.add(
+            f"{f.container} lifecycle" + (f" {f.rule}" if f.rule else ""),
+            f.status,
+            f.message,
+            container=f.container,
+            details={"rule": f.rule, "harm": f.harm, "kinds": list(f.kinds), **f.details},
+        )
 
 
 # -- settings ---------------------------------------------------------------------------------------
@@ -344,7 +430,111 @@ def _check_account(store: BlobStore, settings: Settings, report: Report):
         message,
         details={"sku_name": info.sku_name, "account_kind": info.account_kind},
     )
+    _report_hns(info.is_hns_enabled, report)
     return True, info.account_kind
+
+
+# -- Data Lake, immutability, versioning, soft delete (docs/accounts.md has the sources) ------------
+def _report_hns(is_hns_enabled: bool | None, report: Report) -> None:
+    if is_hns_enabled is None:
+        return
+    if not is_hns_enabled:
+        report.add("data lake", OK, "flat namespace: tier changes go out in Blob Batch requests")
+        return
+    # Access tiers (Set Blob Tier) are supported with a hierarchical namespace (Azure's feature
+    # table: learn.microsoft.com/azure/storage/blobs/storage-feature-support-in-storage-accounts);
+    # Blob Batch is not documented for it and has been reported refused with 400
+    # (github.com/Azure/azure-sdk-for-js/issues/9578): retier falls back to one request per blob.
+    report.add(
+        "data lake",
+        OK,
+        "hierarchical namespace (Data Lake): Set Blob Tier works; if the account refuses Blob "
+        "Batch, retier sends one Set Blob Tier per blob (the same tier writes, one request each "
+        "instead of one per 256); blob versioning and version-level immutability are not "
+        "available on such accounts",
+        details={"is_hns_enabled": True},
+    )
+
+
+def _check_data_protection(store: BlobStore, report: Report) -> None:
+    """Blob soft delete (account-wide): what duplicity's deletions cost while it lasts."""
+    try:
+        days = store.soft_delete_days()
+    except StorageError as exc:
+        report.add(
+            "soft delete",
+            WARN,
+            f"could not read the blob service properties ({exc}); soft delete unknown",
+            hint="check it yourself: az storage account blob-service-properties show -n ACCOUNT",
+        )
+        return
+    if days is None:
+        report.add("soft delete", OK, "blob soft delete is off: a deleted blob is gone at once")
+        return
+    report.add(
+        "soft delete",
+        OK,
+        f"blob soft delete keeps deleted blobs {days} day(s): what duplicity deletes "
+        "(remove-older-than, cleanup) stays billed in its tier that long; retier lists no "
+        "soft-deleted blob (it never asks List Blobs to include them)",
+        details={"soft_delete_days": days},
+    )
+
+
+def _report_immutability(protection: ContainerProtection, container: str, report: Report) -> None:
+    kinds = [
+        name
+        for name, on in (
+            ("a time-based retention policy", protection.immutability_policy),
+            ("a legal hold", protection.legal_hold),
+            ("version-level immutability", protection.version_level_worm),
+        )
+        if on
+    ]
+    if not kinds:
+        report.add(f"{container} immutability", OK, "no immutability policy", container=container)
+        return
+    # "All blob access tiers support immutable storage. You can change the access tier of a blob
+    # with the Set Blob Tier operation." learn.microsoft.com/azure/storage/blobs/immutable-storage-overview
+    report.add(
+        f"{container} immutability",
+        OK,
+        f"{' and '.join(kinds)}: Azure allows tier changes on immutable blobs, so retier works "
+        "as usual; duplicity's remove-older-than and cleanup cannot delete until it lapses, and "
+        "an archived volume kept past its 180 days stays billed",
+        container=container,
+        details={"immutability": kinds},
+    )
+
+
+def _report_versioning(store: BlobStore, container: str, report: Report) -> None:
+    try:
+        versioned = store.versioned(container)
+    except StorageError as exc:
+        report.add(
+            f"{container} versioning",
+            WARN,
+            f"could not list {container} with versions ({exc}); versioning unknown",
+            container=container,
+        )
+        return
+    if not versioned:
+        state = "unknown (empty container)" if versioned is None else "off"
+        report.add(f"{container} versioning", OK, f"blob versioning {state}", container=container)
+        return
+    # A tier change is no write: it creates no version. duplicity writes each name once, so a
+    # volume has one version, and tiering it leaves no previous version behind in Hot. Deleting
+    # a blob turns its current version into a previous one, billed in its tier
+    # (learn.microsoft.com/azure/storage/blobs/versioning-overview, "Pricing and billing").
+    report.add(
+        f"{container} versioning",
+        OK,
+        "blob versioning is on: duplicity writes each name once, so retier tiers a volume's only "
+        "version and no Hot copy is left behind; what duplicity deletes stays as a previous "
+        "version, billed in its tier, until a lifecycle rule deletes versions",
+        container=container,
+        details={"versioning": True},
+    )
 
 
 # -- containers -------------------------------------------------------------------------------------
@@ -369,7 +559,7 @@ def _check_container(
 ) -> None:
     account = settings.account_name
     try:
-        hold = store.get_hold(container)
+        hold, protection = store.container_state(container)
     except StorageError as exc:
         if exc.status == 404:
             report.add(
@@ -399,6 +589,8 @@ def _check_container(
             )
         else:
             report.add(f"{container} hold", OK, "not on restore hold", container=container)
+        _report_immutability(protection, container, report)
+        _report_versioning(store, container, report)
 
     smart_blobs: Counter = Counter()
     try:
@@ -486,9 +678,8 @@ def _scan(
             trap.charge += costs.early_deletion(item.size, "Cool", since, now, prices)
         if len(trap.examples) < MAX_EXAMPLES:
             trap.examples.append(item.name)
-    for key, prefix in planner.sets_to_relist():
-        for item in store.list_blobs(container, prefix):
-            planner.feed_relisted(key, item)
+    for _decided in planner.relist(store):
+        pass  # the planner counts the re-listed volumes' decisions itself
     return planner.finish(), trap
 
 
@@ -575,14 +766,15 @@ def _report_smart_default(
 
 
 def _report_unfinished(plan: Plan, container: str, now: datetime, report: Report) -> None:
-    old = [u for u in plan.unfinished if u.newest and now - u.newest > ABANDONED_AFTER]
+    old = [u for u in plan.unfinished if u.abandoned(now)]
     recent = len(plan.unfinished) - len(old)
+    limit = f"{ABANDONED_AFTER.days} days"
     if not old:
-        running = f"; {recent} younger than a day (a backup may be running)" if recent else ""
+        running = f"; {recent} younger than {limit} (a backup may be running)" if recent else ""
         report.add(
             f"{container} unfinished sets",
             OK,
-            f"no unfinished set older than a day{running}",
+            f"no unfinished set older than {limit}{running}",
             container=container,
         )
         return

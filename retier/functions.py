@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import defaultdict
 from datetime import datetime
 from functools import lru_cache
 
@@ -11,6 +13,9 @@ from retier.settings import load_settings
 from retier.storage import BlobStore
 
 logger = logging.getLogger(__name__)
+
+# The Azure SDK's request/response logger: Information records with every request's headers.
+SDK_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 
 
 class RetryLater(Exception):
@@ -40,25 +45,99 @@ def event_to_dict(event) -> dict:
 
 _said_no_containers = False
 
+# Every reconciliation run logs exactly one record starting with this token, then one JSON object
+# (sweep_summary). The deployment's alert looks for a `"complete": true` one each day: keep both.
+SUMMARY_TOKEN = "retier-sweep-summary"
+
 
 def run_scheduled_sweep() -> list[dict]:
-    """The reconciliation timer: sweep RETIER_CONTAINERS; raise RetryLater if any container failed."""
-    global _said_no_containers
-    from retier.sweep import sweep_container
+    """The reconciliation timer: sweep RETIER_CONTAINERS; raise RetryLater if any container failed.
 
-    service = service_from_environment()
-    containers = sorted(service.settings.containers)
-    if not containers:
-        if not _said_no_containers:
+    Whatever happens (settings refused, a container gone, a bug), the run ends with one
+    `retier-sweep-summary {...}` log record.
+    """
+    global _said_no_containers
+    reports, error = [], None
+    try:
+        from retier.sweep import sweep_container
+
+        service = service_from_environment()
+        containers = sorted(service.settings.containers)
+        if not containers and not _said_no_containers:
             logger.warning("RETIER_CONTAINERS is unset: the reconciliation timer sweeps nothing")
             _said_no_containers = True
-        return []
-    reports = [sweep_container(service.store, c, service.settings) for c in containers]
+        reports = [sweep_container(service.store, c, service.settings) for c in containers]
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        log_sweep_summary(reports, error)
     failed = [r.container for r in reports if not r.ok]
     if failed:
         # Failing the invocation makes it visible in monitoring; the next run retries anyway.
         raise RetryLater(f"sweep incomplete for {', '.join(failed)}")
     return [r.to_dict() for r in reports]
+
+
+def sweep_summary(reports, error: str | None = None, prices: dict | None = None) -> dict:
+    """One run's outcome over every container: what "is it working, and what did it save" reads.
+
+    bytes_by_tier is where the blobs the sweep listed are now, as it decided them (a move that
+    failed is counted in `failures`, not taken back out of its target tier); saving_per_month is
+    their monthly storage charge in Hot minus in those tiers, from retier.costs' price table.
+    `complete` is true only when every container was listed and every decided move went through
+    (a container on restore hold is deliberately skipped and does not make a run incomplete).
+    """
+    from retier import costs
+
+    prices = prices or costs.DEFAULT_PRICES
+    by_tier: dict[str, int] = defaultdict(int)
+    sets = moved = moved_bytes = failures = 0
+    failed, held = [], []
+    for r in reports:
+        if r.held:
+            held.append(r.container)
+        if not r.ok:
+            failed.append(r.container)
+        if r.applied:
+            moved += r.applied.done.count
+            moved_bytes += r.applied.done.bytes
+            failures += r.applied.failed
+        if r.plan:
+            sets += r.plan.sets_finished
+            for (_kind, _before, after), tally in r.plan.rows.items():
+                by_tier[after] += tally.bytes
+    cost_now = sum(
+        costs.storage_per_month(n, tier, prices)
+        for tier, n in by_tier.items()
+        if tier in prices["storage_per_gb_month"]
+    )
+    all_hot = sum(
+        costs.storage_per_month(n, "Hot", prices)
+        for tier, n in by_tier.items()
+        if tier in prices["storage_per_gb_month"]
+    )
+    return {
+        "containers": [r.container for r in reports],
+        "held": held,
+        "sets_finished": sets,
+        "volumes_moved": moved,  # every blob moved: volumes, and metadata if RETIER_METADATA_TIER
+        "bytes_moved": moved_bytes,
+        "bytes_by_tier": dict(sorted(by_tier.items())),
+        "saving_per_month": all_hot - cost_now,  # unrounded: small sums add up in a query
+        "currency": prices["currency"],
+        "failures": failures,  # tier changes that failed (after the sweep's own retries)
+        "failed_containers": failed,
+        "error": error,
+        "complete": error is None and not failed,
+    }
+
+
+def log_sweep_summary(reports, error: str | None = None) -> dict:
+    summary = sweep_summary(reports, error)
+    level = logging.INFO if summary["complete"] else logging.WARNING
+    logger.log(level, "%s %s", SUMMARY_TOKEN, json.dumps(summary, sort_keys=True))
+    return summary
 
 
 def handle_grid_event(event) -> dict:

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from retier import events
+from retier import events, names
 from retier.eventgrid import strip_dead_letter_fields
-from retier.service import HANDLED, IGNORED, INVALID, RETRY, RetierService
+from retier.names import Kind
+from retier.service import HANDLED, IGNORED, INVALID, RETRY, VOLUME_WAITS, RetierService
 from retier.settings import Connection, SettingsError
 from retier.storage import BlobItem, BlobStore, StorageError
 
@@ -271,7 +272,7 @@ def _replay_record(record: Mapping, service: RetierService, dry_run: bool) -> Ev
     if dry_run:
         settings = service.settings
         try:
-            events.parse_event(
+            blob_event = events.parse_event(
                 event, account=settings.account_name, containers=settings.containers or None
             )
         except events.IgnoredEvent as exc:
@@ -279,11 +280,32 @@ def _replay_record(record: Mapping, service: RetierService, dry_run: bool) -> Ev
         except events.InvalidEvent as exc:
             result.status, result.reason = INVALID, exc.reason
         else:
-            result.status, result.reason = WOULD_HANDLE, "the function's code path would act on it"
+            ignored = _ignored_at_no_cost(blob_event.blob, service)
+            if ignored:
+                result.status, result.reason = IGNORED, ignored
+            else:
+                result.status = WOULD_HANDLE
+                result.reason = "the function's code path would act on it"
         return result
     outcome = service.handle_event(event)
     result.status, result.reason, result.outcome = outcome.status, outcome.reason, outcome.to_dict()
     return result
+
+
+def _ignored_at_no_cost(blob: str, service: RetierService) -> str | None:
+    """Why the service ignores this blob's event without a storage call, in its own words; None
+    when it would list or tier something. (A volume's event waits for its manifest's; a name that
+    is no duplicity object is never touched; metadata stays unless RETIER_METADATA_TIER is set.)"""
+    name = names.parse(blob)
+    if name.kind is Kind.UNKNOWN:
+        return "not a duplicity object"
+    if name.kind is Kind.VOLUME:
+        return VOLUME_WAITS
+    if name.kind is Kind.MANIFEST and not name.par2:
+        return None
+    if not service.settings.policy.metadata_tier:
+        return "metadata stays as uploaded"
+    return None
 
 
 def _malformed(name: str, reason: str) -> BlobResult:

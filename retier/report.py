@@ -410,13 +410,11 @@ def build_report(
     # Sets whose volumes came before their manifest (per-type prefixes, short names): the sweep
     # decides their volumes from a second listing of the set; so does the report. Their bytes
     # were counted above; only the decisions come from here.
-    for key, prefix in planner.sets_to_relist():
-        for item in store.list_blobs(container, prefix):
-            move = planner.feed_relisted(key, item)
-            if move is not None:
-                collector.add_move(move, report.sets[key].label)
-                if smart_monitored(item):  # counted as staying in Smart when first listed
-                    report.smart_after.add(-item.size, -1)
+    for key, item, move in planner.relist(store):
+        if move is not None:
+            collector.add_move(move, report.sets[key].label)
+            if smart_monitored(item):  # counted as staying in Smart when first listed
+                report.smart_after.add(-item.size, -1)
     report.plan = planner.finish()
     logger.info(
         "cost report %s: listed=%d bytes=%d storage=%.6f/month to_move=%d",

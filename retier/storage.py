@@ -160,10 +160,22 @@ class BlobItem:
 
 @dataclass(frozen=True)
 class AccountInfo:
-    """Get Account Information's answer: `sku_name` e.g. Standard_LRS, `account_kind` e.g. StorageV2."""
+    """Get Account Information's answer: `sku_name` e.g. Standard_LRS, `account_kind` e.g. StorageV2,
+    `is_hns_enabled` (x-ms-is-hns-enabled) whether it is a Data Lake (hierarchical namespace) one."""
 
     sku_name: str | None
     account_kind: str | None
+    is_hns_enabled: bool | None = None
+
+
+@dataclass(frozen=True)
+class ContainerProtection:
+    """A container's immutability, from its properties (x-ms-has-immutability-policy,
+    x-ms-has-legal-hold, x-ms-immutable-storage-with-versioning-enabled)."""
+
+    immutability_policy: bool = False
+    legal_hold: bool = False
+    version_level_worm: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,14 +254,27 @@ def connect(connection: Connection, **client_kwargs) -> BlobServiceClient:
 
 
 class BlobStore:
-    """Blob listing and tiering for one storage account."""
+    """Blob listing and tiering for one storage account.
 
-    def __init__(self, client: BlobServiceClient):
+    `batch=False` sends one Set Blob Tier per blob instead of Blob Batch (see set_tier); None (the
+    default) tries Blob Batch and stops using it for good if the account refuses a batch request.
+    """
+
+    batch: bool | None = None  # a class default: stand-ins that subclass BlobStore inherit it
+
+    def __init__(self, client: BlobServiceClient, *, batch: bool | None = None):
         self._client = client
+        if batch is not None:
+            self.batch = batch
 
     @classmethod
-    def from_connection(cls, connection: Connection, **client_kwargs) -> BlobStore:
-        return cls(connect(connection, **client_kwargs))
+    def from_connection(
+        cls, connection: Connection, *, batch: bool | None = None, **client_kwargs
+    ) -> BlobStore:
+        store = cls(connect(connection, **client_kwargs))
+        if batch is not None:
+            store.batch = batch
+        return store
 
     @property
     def account_name(self) -> str:
@@ -304,7 +329,39 @@ class BlobStore:
         """SKU and kind of the account (one request; an identity needs .../blobServices/getInfo/action)."""
         with _translated("get account information"):
             info = self._client.get_account_information()
-        return AccountInfo(info.get("sku_name"), info.get("account_kind"))
+        return AccountInfo(
+            info.get("sku_name"), info.get("account_kind"), info.get("is_hns_enabled")
+        )
+
+    def soft_delete_days(self) -> int | None:
+        """Blob soft delete's retention in days (Get Blob Service Properties), None when it is off."""
+        with _translated("get blob service properties"):
+            policy = self._client.get_service_properties().get("delete_retention_policy")
+        return policy.days if policy is not None and policy.enabled else None
+
+    def container_state(self, container: str) -> tuple[str | None, ContainerProtection]:
+        """The restore hold's note (as get_hold) and the container's immutability, in one read."""
+        with _translated(f"read properties of {container}"):
+            props = self._client.get_container_client(container).get_container_properties()
+        protection = ContainerProtection(
+            bool(props.has_immutability_policy),
+            bool(props.has_legal_hold),
+            bool(getattr(props, "immutable_storage_with_versioning_enabled", False)),
+        )
+        return _split_hold(props.metadata)[0], protection
+
+    def versioned(self, container: str) -> bool | None:
+        """Whether the container's first blob carries a version id (blob versioning is on); None
+        for an empty container. One List Blobs request of one result, versions included."""
+        pages = self._client.get_container_client(container).list_blobs(
+            include=["versions"], results_per_page=1
+        )
+        with _translated(f"list {container} with versions"):
+            for page in pages.by_page():
+                for props in page:
+                    return props.version_id is not None
+                return None
+        return None
 
     def probe_blob_write(self, container: str, name: str) -> None:
         """Ask to write a blob's metadata on a condition no blob meets: it changes nothing, and says
@@ -400,15 +457,37 @@ class BlobStore:
         results: list[TierResult] = []
         for start in range(0, len(names), BATCH_LIMIT):
             chunk = names[start : start + BATCH_LIMIT]
-            if len(chunk) == 1:
+            if len(chunk) == 1 or self.batch is False:
                 # A batch of one is billed as two transactions; a plain Set Blob Tier as one.
-                results.append(self._set_one(container_client, chunk[0], tier, rehydrate_priority))
+                results.extend(
+                    self._set_one(container_client, name, tier, rehydrate_priority)
+                    for name in chunk
+                )
                 continue
             kwargs = {"raise_on_any_failure": False}
             if rehydrate_priority:
                 kwargs["rehydrate_priority"] = rehydrate_priority
-            with _translated(f"set tier {tier} on {len(chunk)} blobs in {container}"):
-                parts = list(container_client.set_standard_blob_tier_blobs(tier, *chunk, **kwargs))
+            try:
+                with _translated(f"set tier {tier} on {len(chunk)} blobs in {container}"):
+                    parts = list(
+                        container_client.set_standard_blob_tier_blobs(tier, *chunk, **kwargs)
+                    )
+            except StorageError as exc:
+                if exc.status != 400 or self.batch:
+                    raise
+                # The whole batch refused as a bad request, not one of its sub-requests: Blob
+                # Batch is not available on this account (Data Lake accounts with a hierarchical
+                # namespace answer so: docs/accounts.md). Set Blob Tier itself is: from now on
+                # one per blob, which bills the same tier writes without the batch's own request.
+                logger.warning(
+                    "Blob Batch refused (%s): one Set Blob Tier per blob from now on", exc
+                )
+                self.batch = False
+                results.extend(
+                    self._set_one(container_client, name, tier, rehydrate_priority)
+                    for name in chunk
+                )
+                continue
             if len(parts) != len(chunk):
                 raise StorageError(
                     f"batch answered {len(parts)} sub-responses for {len(chunk)} blobs",

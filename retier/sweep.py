@@ -6,10 +6,10 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from retier import costs, names, policy
 from retier.names import DuplicityName, Kind
@@ -35,6 +35,10 @@ MAX_EARLY_DELETION_DETAILS = 20  # planned moves that pay early deletion: named 
 # SDK's own retries) is tried again at the end of the sweep, after each of these pauses; what
 # still fails after the last is reported. Setting a colder tier twice is harmless.
 RETRY_DELAYS = (5.0, 30.0)
+# An unfinished set (volumes, no manifest) whose newest volume is older than this is abandoned:
+# a nightly backup would have finished (or failed and been re-run) by then. The one definition,
+# used by the sweep, the cost report and doctor.
+ABANDONED_AFTER = timedelta(days=2)
 MAX_RETRY_BLOBS = (
     100 * BATCH_LIMIT
 )  # transient failures kept for a retry; beyond this, reported at once
@@ -75,6 +79,10 @@ class UnfinishedSet:
     def age_days(self, now: datetime) -> float | None:
         return (now - self.newest).total_seconds() / 86400 if self.newest else None
 
+    def abandoned(self, now: datetime) -> bool:
+        """No volume for more than ABANDONED_AFTER: no backup in progress (an unknown age is not)."""
+        return self.newest is not None and now - self.newest > ABANDONED_AFTER
+
 
 @dataclass
 class Plan:
@@ -85,6 +93,7 @@ class Plan:
     rows: dict[tuple[str, str, str], Tally] = field(default_factory=lambda: defaultdict(Tally))
     kept_reasons: Counter = field(default_factory=Counter)
     unfinished: list[UnfinishedSet] = field(default_factory=list)
+    sets_finished: int = 0  # backup sets whose manifest was listed
     # The Cool-then-Archive trap: planned moves out of an explicitly set Cool/Cold tier before its
     # minimum days, their charge, and the first few of them by name.
     early_deletion: Tally = field(default_factory=Tally)
@@ -256,6 +265,17 @@ class Planner:
             if state.relist
         ]
 
+    def relist(self, store: BlobStore) -> Iterator[tuple[tuple, BlobItem, Move | None]]:
+        """After the container's listing: list each set whose manifest came after its volumes again,
+        by its volumes' prefix, and decide them; (set key, blob, move or None) per blob listed.
+
+        The one re-listing loop: the sweep applies the moves, the cost report prices them, doctor
+        counts them.
+        """
+        for key, prefix in self.sets_to_relist():
+            for item in store.list_blobs(self.plan.container, prefix):
+                yield key, item, self.feed_relisted(key, item)
+
     def feed_relisted(self, key: tuple, item: BlobItem) -> Move | None:
         name = names.parse(item.name)
         if name.kind is not Kind.VOLUME or self._key(name) != key:
@@ -264,6 +284,7 @@ class Planner:
 
     def finish(self) -> Plan:
         """Close the plan: volumes of sets that never got a manifest are unfinished, and kept."""
+        self.plan.sets_finished = sum(s.manifest is not None for s in self._sets.values())
         for (manifest_prefix, _), state in self._sets.items():
             if state.manifest is not None or not state.pending:
                 continue
@@ -581,14 +602,8 @@ def sweep_container(
         # Progress is reported from this thread only: the plan is not shared with the workers.
         tick = (lambda: progress(planner.plan, applier and applier.applied)) if progress else None
         try:
-            _drain(planner.feed, store.list_blobs(container), applier, tick)
-            for key, prefix in planner.sets_to_relist():
-                _drain(
-                    lambda item, key=key: planner.feed_relisted(key, item),
-                    store.list_blobs(container, prefix),
-                    applier,
-                    tick,
-                )
+            _drain(map(planner.feed, store.list_blobs(container)), applier, tick)
+            _drain((move for _key, _item, move in planner.relist(store)), applier, tick)
         finally:
             if applier:
                 report.applied = applier.close(tick)
@@ -602,15 +617,10 @@ def sweep_container(
     return report
 
 
-def _drain(
-    decide: Callable[[BlobItem], Move | None],
-    items: Iterable[BlobItem],
-    applier: BatchApplier | None,
-    tick,
-) -> None:
+def _drain(moves: Iterable[Move | None], applier: BatchApplier | None, tick) -> None:
+    """Send each decided move (None: nothing to do for that blob) to the applier, ticking."""
     last = time.monotonic()
-    for item in items:
-        move = decide(item)
+    for move in moves:
         if move and applier:
             applier.add(move)
         if tick and time.monotonic() - last > 0.25:

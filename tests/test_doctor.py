@@ -98,7 +98,7 @@ def test_azurite_answers_account_information_as_standard_ragrs_storagev2(store):
     assert (info.sku_name, info.account_kind) == ("Standard_RAGRS", "StorageV2")
 
 
-def test_healthy_container_is_all_ok_costs_four_requests_and_changes_nothing(
+def test_healthy_container_is_all_ok_costs_six_requests_and_changes_nothing(
     blob_service, container, azurite_connection_string
 ):
     upload(blob_service, container, FULL_VOLS + FULL_META + INC_VOLS + INC_META)
@@ -116,8 +116,12 @@ def test_healthy_container_is_all_ok_costs_four_requests_and_changes_nothing(
         ("prices", OK),
         ("storage", OK),
         ("account", OK),
+        ("data lake", OK),
+        ("soft delete", OK),
         (container, OK),
         (f"{container} hold", OK),
+        (f"{container} immutability", OK),
+        (f"{container} versioning", OK),
         (f"{container} listing", OK),
         (f"{container} tier changes", OK),
         (f"{container} explicit Cool", OK),
@@ -125,8 +129,9 @@ def test_healthy_container_is_all_ok_costs_four_requests_and_changes_nothing(
     ]
     listing = checks(report)[f"{container} listing"]
     assert listing.details == {"listed": 9, "to_move": 5, "to_move_bytes": 500}
-    # account information, container properties, one listing, one conditional write
-    assert meter.by_operation == {"get": 1, "container-properties": 1, "list": 1, "put": 1}
+    # account information, service properties (soft delete), container properties (hold and
+    # immutability), one listing of one blob with versions, one listing, one conditional write
+    assert meter.by_operation == {"get": 2, "container-properties": 1, "list": 2, "put": 1}
     assert state(blob_service, container) == before
 
 
@@ -246,7 +251,7 @@ def test_an_unfinished_set_older_than_a_day_warns_with_its_age_size_and_the_clea
 
     young = run(azurite_connection_string, [container], now=newest + timedelta(hours=23))
     assert checks(young)[f"{container} unfinished sets"].status == OK
-    assert "1 younger than a day" in checks(young)[f"{container} unfinished sets"].message
+    assert "1 younger than 2 days" in checks(young)[f"{container} unfinished sets"].message
 
     old = run(azurite_connection_string, [container], now=newest + timedelta(days=2, hours=12))
     unfinished = checks(old)[f"{container} unfinished sets"]
@@ -303,6 +308,9 @@ class NoRoleStandIn(AccountInfoRefusedStandIn):
     def get_hold(self, container):
         self._refuse(f"read properties of {container}")
 
+    def container_state(self, container):
+        self._refuse(f"read properties of {container}")
+
     def list_blobs(self, container, prefix=None):
         self._refuse(f"list {container}/*")
 
@@ -341,7 +349,7 @@ def test_cli_doctor_prints_one_line_per_check_and_exits_0(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[-1] == "doctor: 11 ok, 0 warn, 0 fail"
+    assert lines[-1] == "doctor: 15 ok, 0 warn, 0 fail"
     assert all(line.split(" ", 1)[0] == "ok" for line in lines[:-1])
     assert "ok    account: Standard_RAGRS StorageV2: Cold available" in lines
 

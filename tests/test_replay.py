@@ -510,3 +510,35 @@ def test_a_missing_dead_letter_container_is_bad_usage(azurite_connection_string,
     )
     assert proc.returncode == 2
     assert "404 ContainerNotFound" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("metadata_tier", "would_handle"),
+    [(None, {FULL_MANIFEST}), ("Cool", {FULL_MANIFEST, FULL_SIGS, FULL_MANIFEST + ".par2"})],
+)
+def test_dry_run_says_ignored_in_the_services_own_words_for_events_it_ignores_at_no_cost(
+    blob_service,
+    container,
+    dead_letters,
+    store,
+    azurite_connection_string,
+    metadata_tier,
+    would_handle,
+):
+    blobs = [FULL_VOLS[0], FULL_MANIFEST, FULL_SIGS, FULL_MANIFEST + ".par2", "notes.txt"]
+    upload(blob_service, container, blobs)
+    grid = [grid_event(store, container, b) for b in blobs]
+    dead_letter(blob_service, dead_letters, [grid_record(e) for e in grid])
+    settings = {"RETIER_METADATA_TIER": metadata_tier} if metadata_tier else {}
+    service = service_for(azurite_connection_string, **settings)
+    (result,), _ = run_replay(store, dead_letters, service, dry_run=True)
+    dry = {e.subject.rsplit("/", 1)[1]: (e.status, e.reason) for e in result.events}
+    assert {b for b, (status, _) in dry.items() if status == "would handle"} == would_handle
+    # Every other event: ignored, for the reason the real handler gives when it runs it.
+    for event in grid:
+        blob = event["subject"].rsplit("/", 1)[1]
+        if blob in would_handle:
+            continue
+        outcome = service.handle_event(event)
+        assert dry[blob] == (IGNORED, outcome.reason) and outcome.status == IGNORED
+    assert set(tiers(blob_service, container).values()) == {"Hot"}

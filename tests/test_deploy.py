@@ -1,5 +1,6 @@
-"""scripts/deploy without Azure: its arguments, the az commands it runs and their order, what it
-hands `retier doctor`, and that it never asks for or prints a secret.
+"""scripts/deploy without Azure: its arguments, the az commands it runs and their order, its
+preflight refusals, what it hands `retier doctor` and `retier probe`, two installs on one account,
+what --remove takes back, and that it never asks for or prints a secret.
 
 The Azure CLI is replaced by tests/az_stand_in.py (AzCliStandIn), a recording stand-in with canned
 answers: these tests check the script's own logic, not Azure's behaviour.
@@ -15,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from az_stand_in import account_id, outputs
+from az_stand_in import CONTRIBUTOR_ROLE, CUSTOM_ROLE, PRINCIPAL, account_id, function_id, outputs
 from infra_support import Evaluator, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,10 @@ STAND_IN = ROOT / "tests" / "az_stand_in.py"
 SECRET = "c3RhbmQtaW4tc2VjcmV0LWtleQ=="  # planted in the caller's environment; must never leak
 ARGS = ["--resource-group", "retier-rg", "--storage-account", "mybackups", "--container", "backups"]
 ACCOUNT_ID = account_id({"account": "mybackups", "backup_rg": "rg-backups"})
+# Parameters and outputs that the infra branch adds to infra/main.json (issues 14 and 16); until it
+# is merged, the template here lacks them. Once merged, these sets may be emptied.
+INFRA_PENDING_PARAMETERS = {"identityRole", "alertEmail"}
+INFRA_PENDING_OUTPUTS = {"identityRole"}
 
 
 class Run:
@@ -34,6 +39,10 @@ class Run:
     @property
     def az(self) -> list[list[str]]:
         return [c["argv"] for c in self.state["calls"] if c["tool"] == "az"]
+
+    @property
+    def retier(self) -> list[list[str]]:
+        return [c["argv"] for c in self.state["calls"] if c["tool"] == "retier"]
 
     @property
     def commands(self) -> list[str]:
@@ -70,13 +79,21 @@ def deploy(tmp_path, built_package):
         az: str | None = None,
         prebuilt=True,
         wait_seconds=20,
+        state: dict | None = None,
         **scenario,
     ) -> Run:
         # A package newer than the sources is kept (scripts/package --if-stale): copying one in
         # saves each run the build; the first deploy test builds its own.
         if prebuilt and not package.exists():
             shutil.copy(built_package, package)
-        state = {"account": "mybackups", "backup_rg": "rg-backups", "calls": [], **scenario}
+        # A later run continues from an earlier run's state (what Azure would still hold).
+        state = {
+            "account": "mybackups",
+            "backup_rg": "rg-backups",
+            **(state or {}),
+            **scenario,
+            "calls": [],
+        }
         state_file = tmp_path / "state.json"
         state_file.write_text(json.dumps(state))
         env = {
@@ -128,7 +145,7 @@ def test_the_stand_in_answers_with_the_templates_outputs():
     # template does not have would fail only in Azure.
     template = load_template()
     canned = outputs({"account": "mybackups", "backup_rg": "rg-backups"}, {})
-    assert set(canned) <= set(template["outputs"])
+    assert set(canned) - set(template["outputs"]) <= INFRA_PENDING_OUTPUTS
     evaluate = Evaluator(template, {"backupStorageAccountName": "mybackups"})
     for name in ("functionName", "eventSubscriptionName", "deadLetterContainer"):
         assert canned[name]["value"] == evaluate(template["outputs"][name]["value"]), name
@@ -153,6 +170,10 @@ def test_the_stand_in_answers_with_the_templates_outputs():
         ([*ARGS, "--storage-account", "My-Backups"], "lower-case"),
         ([*ARGS, "--what-if", "--dry-run"], "choose one"),
         ([*ARGS, "--frobnicate"], "unknown argument"),
+        ([*ARGS, "--identity-role", "owner"], "--identity-role: tiering or contributor"),
+        ([*ARGS, "--identity-role"], "--identity-role needs a value"),
+        ([*ARGS, "--alert-email", "ops"], "--alert-email ops: not an e-mail address"),
+        ([*ARGS, "--probe-timeout", "0"], "--probe-timeout: a whole number of seconds"),
     ],
 )
 def test_bad_usage_exits_2_and_calls_nothing(deploy, args, message):
@@ -197,6 +218,21 @@ def test_the_backup_accounts_own_group_is_refused(deploy):
 
 # -- deploy ------------------------------------------------------------------------------------
 
+LOOKUPS = [
+    "account show",
+    "resource list",  # finds the backup account's resource group
+    "storage account show",
+    "eventgrid system-topic list",
+    "functionapp list-flexconsumption-locations",  # preflight
+    "storage account management-policy show",  # preflight
+]
+
+
+def subscription_name(app: str = "retier-standin01") -> str:
+    """The event subscription's name the template gives an app (it follows the app's name)."""
+    state = {"account": "mybackups", "backup_rg": "rg-backups"}
+    return outputs(state, {"appName": app})["eventSubscriptionName"]["value"]
+
 
 def test_deploy_runs_the_two_stages_in_order_and_checks_the_result(deploy):
     run = deploy(
@@ -208,13 +244,11 @@ def test_deploy_runs_the_two_stages_in_order_and_checks_the_result(deploy):
     with zipfile.ZipFile(zip_deploy[zip_deploy.index("--src") + 1]) as zf:
         assert "function_app.py" in zf.namelist()
     assert run.commands == [
-        "account show",
-        "resource list",  # finds the backup account's resource group
-        "storage account show",
-        "eventgrid system-topic list",
+        *LOOKUPS,
         "group show",
         "group create",
         "deployment group create",  # stage 1: no event subscription yet
+        "eventgrid system-topic event-subscription list",  # no other install's name taken
         "functionapp deployment source config-zip",
         "functionapp function list",
         "functionapp function list",
@@ -237,27 +271,57 @@ def test_deploy_runs_the_two_stages_in_order_and_checks_the_result(deploy):
     assert first["RETIER_METADATA_TIER"] == ""
     assert first["RETIER_SWEEP_SCHEDULE"] == "0 30 3 * * *"
     assert first["existingSystemTopicName"] == ""
+    assert (first["identityRole"], first["alertEmail"]) == ("tiering", "")
     template = json.loads((ROOT / "infra" / "main.json").read_text())
-    assert set(first) <= set(template["parameters"])
+    assert set(first) - set(template["parameters"]) <= INFRA_PENDING_PARAMETERS
 
     assert zip_deploy[zip_deploy.index("--name") + 1] == "retier-standin01"
     assert zip_deploy[zip_deploy.index("--build-remote") + 1] == "false"
     role_check = run.call("role assignment list")
-    assert role_check[role_check.index("--assignee") + 1] == "66666666-7777-8888-9999-000000000000"
-    assert role_check[role_check.index("--scope") + 1].endswith("/storageAccounts/mybackups")
+    assert role_check[role_check.index("--assignee-object-id") + 1] == PRINCIPAL
+    assert "--all" in role_check  # container-scoped assignments are listed only so
     assert "retier is deployed." in run.out
+    assert "tiering role on container(s) backups photos of mybackups" in run.out
     assert (
         "scripts/deploy --remove --resource-group retier-rg --storage-account mybackups" in run.out
     )
     assert "retier-dead-letter" in run.out and "retier-standin01" in run.out
+    assert f"subscription {subscription_name()}" in run.out
     assert_no_secret(run)
+
+
+def test_identity_role_and_alert_email_reach_the_template(deploy):
+    run = deploy(*ARGS, "--identity-role", "contributor", "--alert-email", "ops@example.com")
+    assert run.code == 0, run.err
+    for parameters in run.state["deployments"]:
+        assert parameters["identityRole"] == "contributor"
+        assert parameters["alertEmail"] == "ops@example.com"
+    assert "'Storage Blob Data Contributor' on mybackups (--identity-role contributor" in run.out
+    assert "alerts               ops@example.com" in run.out
+
+
+def test_narrowing_to_tiering_removes_the_broad_role_an_earlier_deploy_left(deploy):
+    wide = deploy(*ARGS, "--identity-role", "contributor")
+    assert wide.code == 0, wide.err
+    assert [r for r in wide.state["role_assignments"] if r[1] == ACCOUNT_ID]
+    narrow = deploy(*ARGS, state=wide.state)
+    assert narrow.code == 0, narrow.err
+    # Incremental deployments never delete: the script takes the broad assignment away itself.
+    assert "role assignment delete" in narrow.commands
+    left = {(r[1], r[2].rsplit("/", 1)[1]) for r in narrow.state["role_assignments"]}
+    assert (ACCOUNT_ID, CONTRIBUTOR_ROLE) not in left
+    assert (f"{ACCOUNT_ID}/blobServices/default/containers/backups", CUSTOM_ROLE) in left
 
 
 def test_doctor_runs_as_the_user_against_the_backup_account(deploy):
     run = deploy(*ARGS, "--container", "photos", "--metadata-tier", "Cool")
     assert run.code == 0, run.err
-    (doctor,) = [c for c in run.state["calls"] if c["tool"] == "retier"]
-    assert doctor["argv"] == ["doctor", "--container", "backups", "--container", "photos"]
+    (doctor,) = [
+        c
+        for c in run.state["calls"]
+        if c["tool"] == "retier"
+        and c["argv"] == ["doctor", "--container", "backups", "--container", "photos"]
+    ]
     env = doctor["env"]
     assert env["RETIER_STORAGE__blobServiceUri"] == "https://mybackups.blob.core.windows.net/"
     # Not the function's identity settings (they only work inside Azure), not the caller's
@@ -281,20 +345,250 @@ def test_a_doctor_failure_fails_the_run_but_says_the_deployment_stays(deploy):
 def test_skip_doctor(deploy):
     run = deploy(*ARGS, "--skip-doctor")
     assert run.code == 0
-    assert not [c for c in run.state["calls"] if c["tool"] == "retier"]
+    assert [a[0] for a in run.retier] == ["probe"]
 
 
-def test_running_again_updates_in_place(deploy):
-    first = deploy(*ARGS)
-    assert "retier-function.zip is up to date" in first.err  # --if-stale kept the copied-in one
-    again = deploy(*ARGS, group_exists=True)
-    assert again.code == 0, again.err
-    assert "group create" not in again.commands
-    assert again.state["deployments"] == first.state["deployments"]
-    names = {
-        a[a.index("--name") + 1] for a in again.az if a[:3] == ["deployment", "group", "create"]
+# -- the probe: the last step ------------------------------------------------------------------
+
+
+def test_the_probe_runs_last_after_doctor_and_ends_the_run_with_its_measure(deploy):
+    run = deploy(*ARGS, "--container", "photos", "--probe-timeout", "300")
+    assert run.code == 0, run.err
+    assert run.state["calls"][-1]["tool"] == "retier"
+    assert [a[0] for a in run.retier] == ["doctor", "probe"]
+    probe = run.state["calls"][-1]
+    assert probe["argv"] == [
+        "probe",
+        "--container",
+        "backups",
+        "--timeout",
+        "300",
+        "--json",
+        "--function-app",
+        "retier-standin01",
+        "--resource-group",
+        "retier-rg",
+        "--system-topic",
+        "evgt-retier-standin01",
+        "--event-subscription",
+        subscription_name(),
+        "--dead-letter-account",
+        "stretierstandin01",
+        "--dead-letter-container",
+        "retier-dead-letter",
+    ]
+    assert probe["env"]["RETIER_STORAGE__blobServiceUri"] == (
+        "https://mybackups.blob.core.windows.net/"
+    )
+    assert "RETIER_STORAGE" not in probe["env"] and "AZURE_CONNECTION_STRING" not in probe["env"]
+    last = run.out.strip().splitlines()[-1]
+    assert last == "tiering works in mybackups: a volume reached Cold 42 s after its manifest"
+    assert "probe                ok" in run.out
+    assert_no_secret(run)
+
+
+FAILED_PROBE = {
+    "ok": False,
+    "delay_seconds": None,
+    "failed_step": "invocation",
+    "message": "the function ran but\nthe tier did not change: AuthorizationPermissionMismatch",
+}
+
+
+def test_a_failed_probe_under_the_tiering_role_prints_the_contributor_redeploy(deploy):
+    run = deploy(*ARGS, "--volume-tier", "Archive", probe_exit=1, probe_result=FAILED_PROBE)
+    assert run.code == 1
+    assert (
+        "the probe failed at step 'invocation': the function ran but the tier did not change: "
+        "AuthorizationPermissionMismatch"
+    ) in run.out
+    assert "The Azure resources ARE deployed and stay; nothing was widened." in run.out
+    assert run.out.strip().splitlines()[-1] == (
+        "  scripts/deploy --resource-group retier-rg --storage-account mybackups --container"
+        " backups --volume-tier Archive --identity-role contributor"
+    )
+    # Printed, never run: every deployment kept the narrow role.
+    assert {d["identityRole"] for d in run.state["deployments"]} == {"tiering"}
+    assert "probe                FAILED" in run.out
+
+
+def test_the_contributor_redeploy_replaces_an_earlier_identity_role(deploy):
+    run = deploy("--identity-role", "tiering", *ARGS, probe_exit=1, probe_result=FAILED_PROBE)
+    assert run.code == 1
+    assert run.out.strip().splitlines()[-1] == (
+        "  scripts/deploy --resource-group retier-rg --storage-account mybackups --container"
+        " backups --identity-role contributor"
+    )
+
+
+def test_a_failed_probe_under_the_contributor_role_says_what_failed_and_nothing_more(deploy):
+    run = deploy(*ARGS, "--identity-role", "contributor", probe_exit=1, probe_result=FAILED_PROBE)
+    assert run.code == 1
+    assert "the probe failed at step 'invocation'" in run.out
+    assert "--identity-role contributor" not in run.out.split("probe                FAILED")[1]
+
+
+def test_a_probe_that_prints_nothing_is_a_failure(deploy):
+    run = deploy(*ARGS, probe_exit=1, probe_result="")
+    assert run.code == 1
+    assert "the probe failed: the probe printed no result" in run.out
+
+
+def test_no_probe_skips_it(deploy):
+    run = deploy(*ARGS, "--no-probe")
+    assert run.code == 0, run.err
+    assert [a[0] for a in run.retier] == ["doctor"]
+    assert "probe                skipped (--no-probe)" in run.out
+
+
+# -- preflight: before anything is created -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, scenario, message",
+    [
+        (
+            [],
+            {"flex_locations": ["eastus", "swedencentral"]},
+            "Flex Consumption is not offered in westeurope. Fix: --location",
+        ),
+        ([], {"kind": "Storage"}, "general-purpose v1 account (kind Storage)"),
+        (
+            [],
+            {"kind": "BlockBlobStorage", "sku": "Premium_LRS"},
+            "premium BlockBlobStorage account, which has no Hot/Cool/Cold/Archive tiers",
+        ),
+        ([], {"sku": "Premium_LRS"}, "is a premium account (Premium_LRS)"),
+        (
+            ["--volume-tier", "Archive"],
+            {"sku": "Standard_RAGZRS"},
+            (
+                "Archive is not supported on Standard_RAGZRS (zone-redundant) accounts. Fix: "
+                "--volume-tier Cold"
+            ),
+        ),
+        (
+            [],
+            {"default_action": "Deny"},
+            "(networkRuleSet.defaultAction = Deny), so retier's function could not list",
+        ),
+        (
+            [],
+            {"management_policy": {"policy": {"rules": []}}, "lifecycle_exit": 1},
+            "a lifecycle management rule on mybackups would break a backup or undo a restore",
+        ),
+        (
+            [],
+            {"management_policy_error": "ERROR: (AuthorizationFailed) no access\n"},
+            "could not read mybackups's lifecycle management policy: ERROR: (AuthorizationFailed)",
+        ),
+    ],
+)
+def test_preflight_refuses_before_anything_is_created(deploy, args, scenario, message):
+    run = deploy(*ARGS, *args, **scenario)
+    assert run.code == 1
+    assert f"preflight: FAIL {message}" in run.err.replace("\n", " ") or message in run.err
+    assert "preflight failed: nothing was created or changed" in run.err
+    assert run.commands == LOOKUPS  # reads only
+    assert [a[0] for a in run.retier] in ([], ["doctor"])  # at most the lifecycle check
+
+
+def test_preflight_names_every_problem_at_once(deploy):
+    run = deploy(*ARGS, "--volume-tier", "Archive", sku="Standard_ZRS", default_action="Deny")
+    assert run.code == 1
+    assert run.err.count("preflight: FAIL") == 2
+
+
+def test_cold_on_a_zone_redundant_account_passes(deploy):
+    run = deploy(*ARGS, sku="Standard_GZRS")
+    assert run.code == 0, run.err
+
+
+POLICY = {
+    "policy": {
+        "rules": [
+            {
+                "name": "old-backups",
+                "enabled": True,
+                "type": "Lifecycle",
+                "definition": {
+                    "filters": {"blobTypes": ["blockBlob"], "prefixMatch": ["backups/"]},
+                    "actions": {"baseBlob": {"delete": {"daysAfterModificationGreaterThan": 30}}},
+                },
+            }
+        ]
     }
-    assert names == {"retier"}  # one deployment, updated in place
+}
+
+
+def test_the_lifecycle_policy_goes_to_doctor_and_its_warnings_are_shown(deploy):
+    warning = "warn  rule 'old-backups' deletes volumes before Cold's 90 days: ~0.01 USD\n"
+    run = deploy(*ARGS, "--container", "photos", management_policy=POLICY, lifecycle_output=warning)
+    assert run.code == 0, run.err
+    (check,) = [c for c in run.state["calls"] if "--lifecycle-policy" in c["argv"]]
+    argv = check["argv"]
+    assert argv[:2] == ["doctor", "--lifecycle-policy"]
+    assert argv[3:] == ["--only", "lifecycle", "--container", "backups", "--container", "photos"]
+    assert check["policy"] == POLICY  # what `management-policy show` printed, as a file
+    assert check["env"]["RETIER_CONTAINERS"] == "backups,photos"
+    assert warning.strip() in run.out
+    # Before anything is created.
+    order = [c.get("argv", [""])[:2] for c in run.state["calls"]]
+    assert order.index(argv[:2]) < order.index(["group", "show"])
+
+
+def test_no_lifecycle_policy_is_not_an_error(deploy):
+    run = deploy(*ARGS)  # the stand-in answers like Azure: exit 3, ManagementPolicyNotFound
+    assert run.code == 0, run.err
+    assert "no lifecycle management policy on mybackups" in run.err
+    assert not [c for c in run.state["calls"] if "--lifecycle-policy" in c["argv"]]
+
+
+# -- two installs on one account ---------------------------------------------------------------
+
+
+def test_a_subscription_name_another_install_owns_is_refused_before_it_is_taken(deploy):
+    other = [subscription_name(), function_id("other-rg", "other-app")]
+    run = deploy(*ARGS, topic_subscriptions=[other])
+    assert run.code == 1
+    assert f"already has a subscription named {subscription_name()}" in run.err
+    assert "delivering to other-app in resource group other-rg" in run.err
+    assert "--name" in run.err
+    assert run.commands.count("deployment group create") == 1  # stage 2 never ran
+    assert run.state["topic_subscriptions"] == [other]
+
+
+def test_another_install_on_the_account_is_left_alone_by_deploy_and_remove(deploy):
+    other = ["retier-other-app", function_id("other-rg", "other-app")]
+    run = deploy(*ARGS, topic_subscriptions=[other])
+    assert run.code == 0, run.err
+    assert "another retier install shares mybackups: app other-app (resource group other-rg)" in (
+        run.err
+    )
+    assert sorted(s[0] for s in run.state["topic_subscriptions"]) == sorted(
+        ["retier-other-app", subscription_name()]
+    )
+    removed = deploy("--remove", *ARGS[:4], "--yes", state=run.state)
+    assert removed.code == 0, removed.err
+    assert removed.state["topic_subscriptions"] == [other]
+    assert not removed.state.get("topic_deleted")  # the other install still uses it
+    (delete,) = [
+        a
+        for a in removed.az
+        if a[:4] == ["eventgrid", "system-topic", "event-subscription", "delete"]
+    ]
+    assert delete[delete.index("--name") + 1] == subscription_name()
+
+
+def test_an_earlier_subscription_of_this_install_is_replaced(deploy):
+    # E.g. from before subscriptions were named after their app: same endpoint, another name.
+    legacy = ["retier-earlier-name", function_id("retier-rg", "retier-standin01")]
+    run = deploy(*ARGS, topic_subscriptions=[legacy])
+    assert run.code == 0, run.err
+    assert [s[0] for s in run.state["topic_subscriptions"]] == [subscription_name()]
+
+
+# -- system topics -----------------------------------------------------------------------------
 
 
 def test_an_existing_system_topic_on_the_account_is_reused_with_its_tags(deploy):
@@ -306,7 +600,7 @@ def test_an_existing_system_topic_on_the_account_is_reused_with_its_tags(deploy)
         *ARGS,
         topics=[
             ["other-topic", "rg-x", "/subscriptions/x/other", "SystemAssigned"],
-            ["defender-topic", "rg-backups", topic_id, ""],
+            ["defender-topic", "rg-backups", topic_id, "SystemAssigned"],
         ],
         topic_tags={"owner": "security-team"},
     )
@@ -314,7 +608,14 @@ def test_an_existing_system_topic_on_the_account_is_reused_with_its_tags(deploy)
     names = {d["existingSystemTopicName"] for d in run.state["deployments"]}
     tags = [d["existingSystemTopicTags"] for d in run.state["deployments"]]
     assert names == {"defender-topic"}
-    assert tags == [{"owner": "security-team"}] * 2
+    assert tags == [{"owner": "security-team"}] * 2  # it had an identity: nothing added
+
+
+def test_an_identity_given_to_an_existing_topic_is_recorded_on_it(deploy):
+    run = deploy(*ARGS, topics=[["t", "rg-backups", ACCOUNT_ID, ""]], topic_tags={"owner": "x"})
+    assert run.code == 0, run.err
+    tags = [d["existingSystemTopicTags"] for d in run.state["deployments"]]
+    assert tags == [{"owner": "x", "retier-added-identity": "true"}] * 2
 
 
 def test_a_system_topic_with_a_user_assigned_identity_is_left_alone(deploy):
@@ -339,21 +640,18 @@ def test_it_gives_up_waiting_for_indexing_with_the_command_to_look(deploy):
 
 
 def test_a_missing_role_is_reported(deploy):
-    run = deploy(*ARGS, roles=["Reader"])
+    run = deploy(*ARGS, skip_role_assignments=True)
     assert run.code == 1
-    assert "has no 'Storage Blob Data Contributor' role on mybackups" in run.err
+    assert "has no role on container(s) backups of mybackups" in run.err
+    wide = deploy(*ARGS, "--identity-role", "contributor", skip_role_assignments=True)
+    assert wide.code == 1
+    assert "has no 'Storage Blob Data Contributor' role on mybackups" in wide.err
 
 
 def test_dry_run_looks_up_but_changes_nothing(deploy):
     run = deploy(*ARGS, "--container", "photos", "--dry-run")
     assert run.code == 0, run.err
-    assert run.commands == [
-        "account show",
-        "resource list",
-        "storage account show",
-        "eventgrid system-topic list",
-        "group show",
-    ]
+    assert run.commands == [*LOOKUPS, "group show"]
     would = [
         ln[len("would run: ") :] for ln in run.out.splitlines() if ln.startswith("would run: ")
     ]
@@ -364,6 +662,7 @@ def test_dry_run_looks_up_but_changes_nothing(deploy):
         "functionapp deployment source config-zip",
         "deployment group create",
         "retier doctor --container backups --container photos",
+        "retier probe --container backups --timeout 600 --json",
     ]
     assert len(would) == len(expected)
     for line, part in zip(would, expected):
@@ -371,8 +670,8 @@ def test_dry_run_looks_up_but_changes_nothing(deploy):
     assert "deployEventSubscription=false" in would[2]
     assert "deployEventSubscription=true" in would[4]
     assert_no_secret(run)
-    skipping = deploy(*ARGS, "--dry-run", "--skip-doctor")
-    assert skipping.code == 0 and "doctor" not in skipping.out
+    skipping = deploy(*ARGS, "--dry-run", "--skip-doctor", "--no-probe")
+    assert skipping.code == 0 and "doctor" not in skipping.out and "probe" not in skipping.out
 
 
 def test_what_if_shows_the_changes_and_makes_none(deploy):
@@ -381,70 +680,142 @@ def test_what_if_shows_the_changes_and_makes_none(deploy):
     assert run.commands[-1] == "deployment group what-if"
     assert "deployment group create" not in run.commands
     assert "+ Create" in run.out
+    assert "would run: retier probe --container backups --timeout 600 --json" in run.out
     (parameters,) = run.state["deployments"]
     assert parameters["deployEventSubscription"] == "true"
+    assert parameters["identityRole"] == "tiering"
+
+
+def test_running_again_updates_in_place(deploy):
+    first = deploy(*ARGS)
+    assert "retier-function.zip is up to date" in first.err  # --if-stale kept the copied-in one
+    again = deploy(*ARGS, state=first.state)
+    assert again.code == 0, again.err
+    assert "group create" not in again.commands
+    assert again.state["deployments"][2:] == first.state["deployments"]
+    names = {
+        a[a.index("--name") + 1] for a in again.az if a[:3] == ["deployment", "group", "create"]
+    }
+    assert names == {"retier"}  # one deployment, updated in place
+    assert len(again.state["topic_subscriptions"]) == 1
 
 
 # -- remove ------------------------------------------------------------------------------------
 
 
-def deployed_state(**extra) -> dict:
-    state = {"account": "mybackups", "backup_rg": "rg-backups"}
-    return {
-        "deployed": outputs(state, {"backupResourceGroup": "rg-backups"}),
-        "retier_rg_accounts": ["stretierstandin01"],
-        "topic_owner": "retier-standin01",
-        **extra,
-    }
+def deployed_state(deploy, *args: str, **scenario) -> dict:
+    run = deploy(*ARGS, *args, **scenario)
+    assert run.code == 0, run.err
+    return {**run.state, "retier_rg_accounts": ["stretierstandin01"]}
 
 
-def test_remove_deletes_what_deploy_placed_beside_the_account_then_retiers_group(deploy):
-    run = deploy("--remove", *ARGS[:4], "--yes", **deployed_state())
+def outside_retiers_group(state: dict) -> list:
+    return [r for r in state["role_assignments"] if "/resourceGroups/retier-rg/" not in r[1]]
+
+
+def test_remove_takes_back_everything_deploy_added(deploy):
+    state = deployed_state(deploy, "--container", "photos")
+    assert len(outside_retiers_group(state)) == 2 and state["custom_roles"]
+    run = deploy("--remove", *ARGS[:4], "--yes", state=state)
     assert run.code == 0, run.err
     assert run.commands == [
         "account show",
         "deployment group show",
         "resource list",
-        "eventgrid system-topic event-subscription delete",
+        "deployment operation group list",
+        "role assignment list",
+        "role definition list",
+        "role assignment list",  # does another principal hold the custom role?
         "eventgrid system-topic show",
         "eventgrid system-topic event-subscription list",
-        "eventgrid system-topic delete",
+        "eventgrid system-topic event-subscription delete",
+        "eventgrid system-topic delete",  # retier created it, nobody else subscribes
         "role assignment delete",
+        "role assignment delete",
+        "role definition delete",
+        "deployment group delete",
+        "deployment group delete",
         "group delete",
     ]
-    role = run.call("role assignment delete")
-    assert role[role.index("--ids") + 1].endswith(
-        "/storageAccounts/mybackups/providers/Microsoft.Authorization/roleAssignments/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-    )
-    group = run.call("group delete")
-    assert group[group.index("--name") + 1] == "retier-rg"
+    after = run.state
+    assert after["topic_subscriptions"] == []
+    assert after["topic_deleted"] is True
+    assert outside_retiers_group(after) == []
+    assert after["custom_roles"] == []
+    assert after["nested_deployments"] == []  # the records beside the backup account
+    assert after["group_deleted"] is True
+    nested = [a for a in run.az if a[:3] == ["deployment", "group", "delete"]]
+    assert {a[a.index("--resource-group") + 1] for a in nested} == {"rg-backups"}
     assert "Your backups and the account mybackups are not touched." in run.out
     assert_no_secret(run)
 
 
+def test_remove_keeps_a_custom_role_another_install_holds(deploy):
+    state = deployed_state(deploy)
+    other = [
+        "/x/roleAssignments/other",
+        f"{ACCOUNT_ID}/blobServices/default/containers/photos",
+        state["role_assignments"][-1][2],
+        "99999999-0000-0000-0000-000000000000",
+    ]
+    state["role_assignments"].append(other)
+    run = deploy("--remove", *ARGS[:4], "--yes", state=state)
+    assert run.code == 0, run.err
+    assert "role definition delete" not in run.commands
+    assert [r[0] for r in run.state["custom_roles"]] == [CUSTOM_ROLE]
+    assert other in run.state["role_assignments"]
+    assert "another install's identity holds them" in run.err
+
+
+def test_remove_takes_back_the_identity_it_gave_an_existing_topic(deploy):
+    state = deployed_state(deploy, topics=[["t", "rg-backups", ACCOUNT_ID, ""]], topic_tags={})
+    run = deploy("--remove", *ARGS[:4], "--yes", state=state)
+    assert run.code == 0, run.err
+    assert "eventgrid system-topic delete" not in run.commands  # not retier's topic
+    assert run.state["topic_identity"] == "noidentity"
+    (tag,) = run.state["tag_updates"]
+    assert tag[tag.index("--operation") + 1] == "Delete"
+    assert tag[tag.index("--tags") + 1] == "retier-added-identity=true"
+    assert tag[tag.index("--resource-id") + 1].endswith("/systemTopics/t")
+
+
+def test_remove_keeps_the_identity_another_subscription_may_use(deploy):
+    state = deployed_state(deploy, topics=[["t", "rg-backups", ACCOUNT_ID, ""]], topic_tags={})
+    state["topic_subscriptions"].append(["someone-else", "https://example.com/hook"])
+    run = deploy("--remove", *ARGS[:4], "--yes", state=state)
+    assert run.code == 0, run.err
+    assert "topic_identity" not in run.state and "tag_updates" not in run.state
+    assert "keeping the identity retier gave it too" in run.err
+
+
 def test_remove_keeps_a_system_topic_retier_did_not_create(deploy):
-    run = deploy("--remove", *ARGS[:4], "--yes", **deployed_state(topic_owner=""))
+    state = deployed_state(deploy, topics=[["t", "rg-backups", ACCOUNT_ID, "SystemAssigned"]])
+    run = deploy("--remove", *ARGS[:4], "--yes", state=state)
     assert run.code == 0, run.err
     assert "eventgrid system-topic delete" not in run.commands
+    assert "eventgrid system-topic update" not in run.commands  # it had its own identity
     assert "keeping system topic" in run.err
 
 
 def test_remove_keeps_a_system_topic_others_subscribe_to(deploy):
-    run = deploy("--remove", *ARGS[:4], "--yes", **deployed_state(other_subscriptions=1))
+    state = deployed_state(deploy)
+    state["topic_subscriptions"].append(["defender", "https://example.com/hook"])
+    run = deploy("--remove", *ARGS[:4], "--yes", state=state)
     assert run.code == 0, run.err
     assert "eventgrid system-topic delete" not in run.commands
+    assert run.state["topic_subscriptions"] == [["defender", "https://example.com/hook"]]
 
 
 def test_remove_asks_first_and_needs_yes_without_a_terminal(deploy):
-    run = deploy("--remove", *ARGS[:4], stdin=None, **deployed_state())
+    run = deploy("--remove", *ARGS[:4], stdin=None, state=deployed_state(deploy))
     assert run.code == 1
     assert "pass --yes" in run.err
     assert not [c for c in run.commands if "delete" in c]
 
 
 def test_remove_refuses_a_group_holding_other_storage_accounts(deploy):
-    state = deployed_state(retier_rg_accounts=["stretierstandin01", "precious"])
-    run = deploy("--remove", *ARGS[:4], "--yes", **state)
+    state = {**deployed_state(deploy), "retier_rg_accounts": ["stretierstandin01", "precious"]}
+    run = deploy("--remove", *ARGS[:4], "--yes", state=state)
     assert run.code == 1
     assert "holds storage accounts other than retier's" in run.err
     assert not [c for c in run.commands if "delete" in c]
@@ -457,7 +828,8 @@ def test_remove_without_a_deployment_says_so(deploy):
 
 
 def test_dry_run_remove_deletes_nothing(deploy):
-    run = deploy("--remove", *ARGS[:4], "--dry-run", **deployed_state())
+    run = deploy("--remove", *ARGS[:4], "--dry-run", state=deployed_state(deploy))
     assert run.code == 0, run.err
     assert not [c for c in run.commands if "delete" in c]
     assert "would run: " in run.out and "group delete" in run.out
+    assert "role definition delete" in run.out and "deployment group delete" in run.out

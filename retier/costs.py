@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from retier.errors import shown
+
 # The only place prices live. They change by region, redundancy and date: check them against
 # the pages in "sources" for your account and override the table with
 # RETIER_PRICES=/path/to/prices.json (same keys; any key you give replaces ours, and a nested
@@ -118,14 +120,18 @@ def load_prices_and_overrides(env: Mapping[str, str] | None = None) -> tuple[dic
     prices = json.loads(json.dumps(DEFAULT_PRICES))  # a deep copy
     if not path:
         return prices, []
+    # The path is quoted only when it cannot be a secret pasted into the wrong setting.
+    named = f"{PRICES_SETTING}={shown(path, limit=240)}"
     try:
         override = json.loads(Path(path).read_text())
     except OSError as exc:
-        raise PriceError(f"{PRICES_SETTING}={path}: {exc.strerror}") from None
+        raise PriceError(
+            f"{named}: {exc.strerror}; it names a JSON file of prices (see `retier prices`)"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise PriceError(f"{PRICES_SETTING}={path}: not JSON ({exc.msg})") from None
+        raise PriceError(f"{named}: not JSON ({exc.msg})") from None
     if not isinstance(override, dict):
-        raise PriceError(f"{PRICES_SETTING}={path}: must hold a JSON object")
+        raise PriceError(f"{named}: must hold a JSON object")
     replaced: list[str] = []
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(prices.get(key), dict):

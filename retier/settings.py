@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from retier.errors import is_plain, shape, shown
 from retier.events import is_path_style_host
-from retier.policy import DEFAULT_VOLUME_TIER, Policy, PolicyError
+from retier.policy import DEFAULT_VOLUME_TIER, TIERS, Policy, PolicyError
 
 # One vocabulary: these names appear in the README, local.settings.example.json and the
 # deployment template exactly as here.
@@ -139,27 +143,109 @@ def is_development_storage(value: str) -> bool:
     return True
 
 
+# The keys of a storage connection string (learn.microsoft.com/azure/storage/common/
+# storage-configure-connection-string), and the secondary endpoints azure-storage-blob also reads
+# (its _shared/base_client.py, _SERVICE_PARAMS). Any other key is a typo the SDK would ignore
+# without a word: `AccountKy=` leaves the client anonymous and every request refused.
+CONNECTION_STRING_KEYS = (
+    "DefaultEndpointsProtocol",
+    "AccountName",
+    "AccountKey",
+    "SharedAccessSignature",
+    "EndpointSuffix",
+    "BlobEndpoint",
+    "BlobSecondaryEndpoint",
+    "QueueEndpoint",
+    "QueueSecondaryEndpoint",
+    "TableEndpoint",
+    "TableSecondaryEndpoint",
+    "FileEndpoint",
+    "FileSecondaryEndpoint",
+)
+_KNOWN_KEYS = {k.lower(): k for k in CONNECTION_STRING_KEYS}
+
+
+def _check_connection_string_keys(value: str, parts: dict[str, str]) -> None:
+    """Key names only in messages: a value beside them could be the account key."""
+    for item in value.split(";"):
+        key = item.partition("=")[0].strip()
+        if key and key.lower() not in _KNOWN_KEYS:
+            close = difflib.get_close_matches(key.lower(), _KNOWN_KEYS, n=1, cutoff=0.75)
+            hint = f"; did you mean {_KNOWN_KEYS[close[0]]}?" if close else ""
+            named = shown(key, limit=32) if is_plain(key, limit=32) else "(not shown)"
+            raise SettingsError(
+                f"connection string key {named} is not one Azure knows "
+                f"(DefaultEndpointsProtocol, AccountName, AccountKey, ...){hint}"
+            )
+    key = parts.get("accountkey")
+    if key:
+        try:
+            base64.b64decode(key, validate=True)
+        except binascii.Error:
+            raise SettingsError(
+                "connection string's AccountKey is not base64 (cut short when copied?): copy the whole key "
+                "from the portal (Access keys) or `az storage account keys list`"
+            ) from None
+    if not (key and parts.get("accountname")) and not parts.get("sharedaccesssignature"):
+        raise SettingsError(
+            "connection string holds no credential: give AccountName with AccountKey, or "
+            "SharedAccessSignature (or use RETIER_STORAGE__blobServiceUri with an identity)"
+        )
+
+
 def account_from_connection_string(value: str) -> str:
     parts = _parse_connection_string(value)
     if is_development_storage(value):
         return DEVELOPMENT_STORAGE_ACCOUNT
+    _check_connection_string_keys(value, parts)
     if parts.get("accountname"):
         return parts["accountname"].lower()
     if parts.get("blobendpoint"):
-        return account_from_url(parts["blobendpoint"])
+        try:
+            return account_from_url(parts["blobendpoint"])
+        except SettingsError as exc:
+            raise SettingsError(f"BlobEndpoint: {exc}") from None
     raise SettingsError("connection string names no AccountName or BlobEndpoint")
 
 
+BLOB_SERVICE_URL_SHAPE = (
+    "https://<account>.blob.core.windows.net (or the emulator's http://127.0.0.1:10000/<account>)"
+)
+
+
 def account_from_url(url: str) -> str:
-    """`https://acct.blob.core.windows.net` or the emulator's `http://127.0.0.1:10000/acct`."""
-    parsed = urlsplit(url)
-    host = (parsed.hostname or "").lower()
-    if not parsed.scheme or not host:
-        raise SettingsError(f"{url!r} is not a blob service URL")
+    """`https://acct.blob.core.windows.net` or the emulator's `http://127.0.0.1:10000/acct`.
+
+    The SettingsError never repeats the value: the mistake this catches most is a connection
+    string (key included) pasted where the URL belongs. The caller names the setting.
+    """
+    if "=" in url and ";" in url:
+        raise SettingsError(
+            f"not a blob service URL: {shape(url)}; expected {BLOB_SERVICE_URL_SHAPE}. "
+            f"A connection string belongs in {STORAGE}"
+        )
+    try:
+        parsed = urlsplit(url)
+        host = (parsed.hostname or "").lower()
+    except ValueError:  # e.g. an unbalanced [ in the host
+        host, parsed = "", None
+    if parsed is None or parsed.scheme not in ("http", "https") or not host:
+        raise SettingsError(
+            f"not a blob service URL: {shown(url)}; expected {BLOB_SERVICE_URL_SHAPE}"
+        )
+    if parsed.query:
+        # A SAS in the URL would be sent as a credential and shown by every message naming it.
+        raise SettingsError(
+            "a blob service URL with a query (a SAS token?) is not accepted: give the URL alone "
+            f"({BLOB_SERVICE_URL_SHAPE}); a SAS belongs in a connection string in {STORAGE}"
+        )
     if is_path_style_host(host):
         segments = [s for s in parsed.path.split("/") if s]
         if not segments:
-            raise SettingsError(f"{url!r}: an emulator URL must end with the account name")
+            raise SettingsError(
+                "an emulator URL must end with the account name, as "
+                "http://127.0.0.1:10000/devstoreaccount1"
+            )
         return segments[0].lower()
     return host.split(".")[0]
 
@@ -174,7 +260,12 @@ def _connection(env: Mapping[str, str], *, allow_duplicity_env: bool) -> Connect
     if conn:
         if "=" not in conn:
             # Functions allows RETIER_STORAGE to name another setting; we keep it simple and say so.
-            raise SettingsError(f"{STORAGE} must be a connection string (Key=Value;...)")
+            hint = (
+                f"; a blob service URL belongs in {STORAGE_BLOB_SERVICE_URI}"
+                if conn.lower().startswith(("https://", "http://"))
+                else ""
+            )
+            raise SettingsError(f"{STORAGE} must be a connection string (Key=Value;...){hint}")
         result = Connection(connection_string=conn, source=STORAGE)
     elif uri:
         if credential and credential.lower() != "managedidentity":
@@ -204,11 +295,16 @@ def load_settings(
 ) -> Settings:
     """Read every RETIER_* setting; raise SettingsError naming the first bad one."""
     env = os.environ if env is None else env
+    volume_tier = env.get(VOLUME_TIER, "").strip() or DEFAULT_VOLUME_TIER
+    metadata_tier = env.get(METADATA_TIER, "").strip() or None
+    for setting, value in ((VOLUME_TIER, volume_tier), (METADATA_TIER, metadata_tier)):
+        if value is not None and not is_plain(value, limit=16):
+            # policy.py quotes what it refuses; a tier is a short word, so this is no tier.
+            raise SettingsError(
+                f"{setting}={shown(value)}: not an access tier; use one of {', '.join(TIERS)}"
+            )
     try:
-        policy = Policy(
-            volume_tier=env.get(VOLUME_TIER, "").strip() or DEFAULT_VOLUME_TIER,
-            metadata_tier=env.get(METADATA_TIER, "").strip() or None,
-        )
+        policy = Policy(volume_tier=volume_tier, metadata_tier=metadata_tier)
     except PolicyError as exc:
         raise SettingsError(str(exc)) from None
     # Azure container names are lower case; "Backups" can only mean "backups".
@@ -230,7 +326,7 @@ def sweep_schedule(env: Mapping[str, str] | None = None) -> str:
     value = env.get(SWEEP_SCHEDULE, "").strip() or DEFAULT_SWEEP_SCHEDULE
     if len(value.split()) != 6:
         raise SettingsError(
-            f"{SWEEP_SCHEDULE}={value!r}: use a six-field NCRONTAB expression "
+            f"{SWEEP_SCHEDULE}={shown(value)}: use a six-field NCRONTAB expression "
             f"(second minute hour day month weekday), e.g. {DEFAULT_SWEEP_SCHEDULE!r}"
         )
     return value

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from retier import __version__
 from retier.cli import bridge, cost, handler, ops, restore, sweep
 from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError
+from retier.errors import redact_usage_error
 
 # Order of the commands in --help.
 COMMAND_GROUPS = (handler, sweep, restore, cost, ops, bridge)
@@ -44,6 +45,11 @@ class _CommandParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        # argparse repeats what it refuses; a connection string typed in the wrong place must not
+        # be printed back.
+        super().error(redact_usage_error(message))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from retier.errors import shown
+from retier.errors import PriceError, shown
 
 # The only place prices live. They change by region, redundancy and date: check them against
 # the pages in "sources" for your account and override the table with
@@ -107,10 +107,6 @@ DAYS_PER_MONTH = 365.25 / 12
 EARLY_DELETION_DAYS_PER_MONTH = 30
 LISTING_PAGE = 5000  # blobs per List Blobs page (the service's maximum, the SDK's default)
 BATCH_LIMIT = 256  # sub-requests per Blob Batch request
-
-
-class PriceError(ValueError):
-    """The price override file is missing or malformed."""
 
 
 def load_prices_and_overrides(env: Mapping[str, str] | None = None) -> tuple[dict, list[str]]:

@@ -1,8 +1,49 @@
-"""The one rule for quoting a user's value in a message: never a secret (pure; no Azure SDK)."""
+"""retier's exception classes, and the one rule for quoting a user's value in a message.
+
+A light home (no Azure SDK): `retier classify` and `retier --help` import it without loading the
+storage SDK, and the Function, the CLI, doctor, restore and the bridge raise and catch the same
+classes. The modules that defined them first re-export them under their old names.
+"""
 
 from __future__ import annotations
 
 import re
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the setting and never its secret value."""
+
+
+class PriceError(ValueError):
+    """The price override file is missing or malformed."""
+
+
+class RestoreError(ValueError):
+    """The container or the request cannot give a restore plan (no chain, ambiguous prefix, bad time)."""
+
+
+class StorageError(Exception):
+    """A storage call failed; `transient` says whether retrying later can help.
+
+    `refused` is set when storage, or the identity's token service, refused the credential: a
+    retry helps only once the credential is fixed or a new role assignment has propagated.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        code: str | None = None,
+        refused: bool = False,
+    ):
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+        self.code = code
+        self.refused = refused
+
 
 # What a value may look like to be quoted back in a message: short, in the characters of tier
 # names, container names, paths, cron expressions and plain URLs. Anything with `=`, `;`, `?`,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from retier.errors import is_plain, shape, shown
+from retier.errors import SettingsError, is_plain, shape, shown
 from retier.events import is_path_style_host
 from retier.policy import DEFAULT_VOLUME_TIER, TIERS, Policy, PolicyError
 
@@ -43,10 +43,6 @@ ALL_SETTINGS = (
     FILE_PREFIX_MANIFEST,
     SWEEP_SCHEDULE,
 )
-
-
-class SettingsError(ValueError):
-    """A setting is missing or wrong; the message names the setting and never its secret value."""
 
 
 @dataclass(frozen=True)

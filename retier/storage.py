@@ -18,6 +18,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobPrefix, BlobServiceClient, ExponentialRetry
 
+from retier.errors import StorageError
 from retier.settings import Connection
 
 logger = logging.getLogger(__name__)
@@ -35,18 +36,6 @@ FAILED = "failed"  # anything else: a retry will not help
 HOLD_KEY = "retier_restore_hold"
 
 _TRANSIENT_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
-
-
-class StorageError(Exception):
-    """A storage call failed; `transient` says whether retrying later can help."""
-
-    def __init__(
-        self, message: str, *, transient: bool, status: int | None = None, code: str | None = None
-    ):
-        super().__init__(message)
-        self.transient = transient
-        self.status = status
-        self.code = code
 
 
 def classify(status: int, code: str | None = None) -> str:

@@ -163,3 +163,27 @@ def test_handle_event_exit_2_for_a_malformed_event_in_the_batch(
     )
     assert proc.returncode == 2
     assert lines(proc.stdout)[0]["status"] == "invalid"
+
+
+# What `retier` runs in a fresh interpreter, then reports whether the storage SDK was loaded.
+_COLD = """
+import sys
+from retier.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("storage SDK loaded" if "azure.storage.blob" in sys.modules else "light", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["classify", VOLS[0]], ["--help"], ["sweep", "--help"]])
+def test_classify_and_help_do_not_load_the_storage_sdk(argv):
+    """Issue 18's debt: exception classes live in retier.errors, so a name check stays light."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _COLD, *argv], capture_output=True, text=True, check=False
+    )
+    assert proc.stderr.strip().splitlines()[-1] == "light", proc.stderr

@@ -69,10 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from retier.costs import PriceError
-    from retier.restore import RestoreError
-    from retier.settings import SettingsError
-    from retier.storage import StorageError
+    from retier.errors import PriceError, RestoreError, SettingsError, StorageError
 
     parser = build_parser()
     args = parser.parse_args(argv)

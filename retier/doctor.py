@@ -154,7 +154,7 @@ def diagnose(
     settings, prices = _check_settings(env, report)
     if settings is None:
         return report
-    chosen = sorted({c.strip().lower() for c in containers or () if c.strip()})
+    chosen = sorted({c.strip() for c in containers or () if c.strip()})  # as given: no lowercasing
     chosen = chosen or sorted(settings.containers)
     if not settings.containers:
         report.add(

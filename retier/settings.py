@@ -6,6 +6,7 @@ import base64
 import binascii
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -246,6 +247,95 @@ def account_from_url(url: str) -> str:
     return host.split(".")[0]
 
 
+# -- container names ------------------------------------------------------------------------------
+# Azure's rules ("Naming and Referencing Containers, Blobs, and Metadata",
+# https://learn.microsoft.com/rest/api/storageservices/Naming-and-Referencing-Containers--Blobs--and-Metadata):
+# 3 to 63 characters; lowercase letters, digits and hyphens; starting and ending with a letter or
+# digit; every hyphen between two letters or digits. A name outside them is refused by storage
+# with HTTP 400 InvalidResourceName, after a request; here it is refused before any.
+CONTAINER_RULE = (
+    "container names are lowercase letters, digits and hyphens, 3-63 characters, starting and "
+    "ending with a letter or digit, no two hyphens together"
+)
+_CONTAINER_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9](?:-?[a-z0-9])*")
+# The same page's special containers: the root container, and the ones Azure itself writes.
+SPECIAL_CONTAINERS = frozenset({"$root", "$logs", "$web"})
+
+
+def is_container_name(name: str) -> bool:
+    return name in SPECIAL_CONTAINERS or bool(_CONTAINER_NAME.fullmatch(name))
+
+
+def _container_in_url(value: str) -> str | None:
+    """The container part of duplicity's `azure://backups` or of a blob URL, else None."""
+    lowered = value.lower()
+    if lowered.startswith("azure://"):
+        rest = value[len("azure://") :]
+    elif lowered.startswith(("https://", "http://")):
+        try:
+            parsed = urlsplit(value)
+        except ValueError:
+            return None
+        segments = [s for s in parsed.path.split("/") if s]
+        if parsed.hostname and is_path_style_host(parsed.hostname.lower()):
+            segments = segments[1:]  # the emulator's path starts with the account
+        rest = segments[0] if segments else ""
+    else:
+        return None
+    return rest.strip("/").split("/")[0] or None
+
+
+def _suggested_container(value: str) -> str | None:
+    """A valid name close to what was typed ('Backups', 'my_backups', 'azure://backups')."""
+    if not is_plain(value, limit=200):
+        return None  # derived from a secret, a suggestion would repeat it
+    candidate = _container_in_url(value) or value
+    candidate = re.sub(r"[^a-z0-9]+", "-", candidate.lower()).strip("-")
+    return candidate if is_container_name(candidate) and candidate != value else None
+
+
+def check_container_name(value: str, source: str, *, accept_url: bool = False) -> str:
+    """`value` as a container name, or a SettingsError that names `source`, the rule and a guess.
+
+    The one check for --container, RETIER_CONTAINERS, the bridge and doctor: nothing is lowered
+    silently (Azure would not find 'Backups'). With `accept_url`, duplicity's `azure://backups`
+    (or a blob URL) is taken for the container it names, as a person typing it means.
+    """
+    name = value.strip()
+    where = f"{source} " if source else ""
+    if not name:
+        raise SettingsError(
+            f"{where}is an empty container name (an unset shell variable?); {CONTAINER_RULE}"
+        )
+    if is_container_name(name):
+        return name
+    in_url = _container_in_url(name)
+    if accept_url and in_url and is_container_name(in_url):
+        return in_url
+    guess = _suggested_container(name)
+    raise SettingsError(
+        f"{where}{shown(name)} is no container name: {CONTAINER_RULE}"
+        + (f"; did you mean {guess!r}?" if guess else "")
+    )
+
+
+def parse_containers(value: str) -> frozenset[str]:
+    """RETIER_CONTAINERS: comma-separated names; any bad one stops the function (a SettingsError)."""
+    names = set()
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        words = item.split()
+        if len(words) > 1 and all(is_container_name(w) for w in words):
+            raise SettingsError(
+                f"{CONTAINERS}={shown(value, limit=200)}: separate the containers with commas; "
+                f"did you mean {','.join(words)!r}?"
+            )
+        names.add(check_container_name(item, CONTAINERS))
+    return frozenset(names)
+
+
 def _connection(env: Mapping[str, str], *, allow_duplicity_env: bool) -> Connection | None:
     conn = env.get(STORAGE, "").strip()
     uri = env.get(STORAGE_BLOB_SERVICE_URI, "").strip()
@@ -303,10 +393,7 @@ def load_settings(
         policy = Policy(volume_tier=volume_tier, metadata_tier=metadata_tier)
     except PolicyError as exc:
         raise SettingsError(str(exc)) from None
-    # Azure container names are lower case; "Backups" can only mean "backups".
-    containers = frozenset(
-        c.strip().lower() for c in env.get(CONTAINERS, "").split(",") if c.strip()
-    )
+    containers = parse_containers(env.get(CONTAINERS, ""))
     return Settings(
         connection=_connection(env, allow_duplicity_env=allow_duplicity_env),
         policy=policy,

@@ -45,10 +45,47 @@ def test_containers_is_a_comma_separated_allow_list():
     assert cfg.containers == frozenset({"backups", "photos"})
 
 
-def test_container_names_are_lower_cased_as_azure_requires():
-    assert load_settings({"RETIER_CONTAINERS": "Backups,PHOTOS"}).containers == frozenset(
-        {"backups", "photos"}
-    )
+@pytest.mark.parametrize(
+    "value, guess",
+    [
+        ("Backups,photos", "did you mean 'backups'?"),
+        ("backups other", "separate the containers with commas; did you mean 'backups,other'?"),
+        ("backups,azure://photos", "did you mean 'photos'?"),
+        ("my_backups", "did you mean 'my-backups'?"),
+        ("ab", "3-63 characters"),
+    ],
+)
+def test_a_bad_container_name_stops_the_settings_and_says_what_was_meant(value, guess):
+    """Never lowered silently, never a space taken for one odd name: the function must not run."""
+    with pytest.raises(SettingsError, match="RETIER_CONTAINERS") as info:
+        load_settings({"RETIER_CONTAINERS": value})
+    assert guess in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "typed, name",
+    [
+        ("backups", "backups"),
+        (" backups ", "backups"),
+        ("azure://backups", "backups"),
+        ("https://acct.blob.core.windows.net/backups", "backups"),
+        ("http://127.0.0.1:10000/devstoreaccount1/backups", "backups"),
+        ("$root", "$root"),
+        ("a" * 63, "a" * 63),
+        ("0-a-1", "0-a-1"),
+    ],
+)
+def test_a_typed_container_accepts_a_name_or_the_container_part_of_a_url(typed, name):
+    assert s.check_container_name(typed, "--container", accept_url=True) == name
+
+
+@pytest.mark.parametrize(
+    "typed", ["", "Backups", "a" * 64, "-backups", "backups-", "back--ups", "back_ups", "ab"]
+)
+def test_a_typed_container_outside_azures_rules_is_refused_with_the_rule(typed):
+    with pytest.raises(SettingsError, match="--container") as info:
+        s.check_container_name(typed, "--container", accept_url=True)
+    assert "lowercase letters, digits and hyphens, 3-63 characters" in str(info.value)
 
 
 def test_connection_string_gives_the_account_and_is_never_in_repr():

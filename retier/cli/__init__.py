@@ -65,7 +65,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in COMMAND_GROUPS:
         group.register(sub)
+    apply_conventions(parser)
     return parser
+
+
+def _container_arg(value: str) -> str:
+    from retier.settings import SettingsError, check_container_name
+
+    try:
+        return check_container_name(value, "", accept_url=True)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.values()
+
+
+def apply_conventions(parser: argparse.ArgumentParser) -> None:
+    """What every command gets without asking, so that commands added later inherit it too:
+    each option naming a container (--container, --dead-letter-container, ...) is checked
+    against Azure's naming rules before any request."""
+    for command in [parser, *_subparsers(parser)]:
+        for action in command._actions:
+            names_a_container = action.dest == "container" or action.dest.endswith("_container")
+            if names_a_container and action.type is None and action.option_strings:
+                action.type = _container_arg
 
 
 def main(argv: Sequence[str] | None = None) -> int:

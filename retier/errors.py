@@ -45,6 +45,20 @@ class StorageError(Exception):
         self.refused = refused
 
 
+# Whether a refused credential (HTTP 401/403, or no token) is worth retrying. In the Function it
+# is, for a while: a role assignment made by the deployment can take minutes to apply, and Event
+# Grid redelivers meanwhile. At a terminal it is not: a person must fix the credential, and the
+# CLI's main sets this to False so that such a failure exits 2, not "retry later".
+REFUSED_IS_TRANSIENT = {"value": True}
+
+
+def refused_is_transient(value: bool | None = None) -> bool:
+    """Read (or, with `value`, set) whether refused credentials count as transient failures."""
+    if value is not None:
+        REFUSED_IS_TRANSIENT["value"] = value
+    return REFUSED_IS_TRANSIENT["value"]
+
+
 # What a value may look like to be quoted back in a message: short, in the characters of tier
 # names, container names, paths, cron expressions and plain URLs. Anything with `=`, `;`, `?`,
 # `&` or `@` (connection strings, SAS tokens, URLs with a query or a user) is never quoted, nor a

@@ -29,6 +29,8 @@ FILE_PREFIX_MANIFEST = "RETIER_FILE_PREFIX_MANIFEST"
 SWEEP_SCHEDULE = "RETIER_SWEEP_SCHEDULE"
 # Daily at 03:30 UTC: after typical nightly cron backups, before the working day.
 DEFAULT_SWEEP_SCHEDULE = "0 30 3 * * *"
+# The built-in role the deployment assigns (infra/main.json); doctor names it too.
+CONTRIBUTOR_ROLE = "Storage Blob Data Contributor"
 # duplicity's own variable; only the CLI falls back to it.
 DUPLICITY_CONNECTION_STRING = "AZURE_CONNECTION_STRING"
 
@@ -62,6 +64,46 @@ class Connection:
             return account_from_connection_string(self.connection_string)
         assert self.blob_service_uri
         return account_from_url(self.blob_service_uri)
+
+    @property
+    def uses_managed_identity(self) -> bool:
+        """As retier.storage.connect decides: a client id or `managedidentity` means only that."""
+        return bool(self.client_id) or (self.credential or "").lower() == "managedidentity"
+
+    @property
+    def credential_text(self) -> str:
+        """Which credential this is, in words, for messages (never a part of the secret)."""
+        if self.connection_string:
+            parts = _parse_connection_string(self.connection_string)
+            if "usedevelopmentstorage" in parts:
+                return f"the emulator's well-known key ({self.source})"
+            if parts.get("accountkey"):
+                return f"the account key in {self.source}"
+            return f"the SAS in {self.source}"
+        if self.uses_managed_identity:
+            return "the managed identity" + (f" {self.client_id}" if self.client_id else "")
+        return "your Azure sign-in (DefaultAzureCredential)"
+
+    @property
+    def refused_hint(self) -> str:
+        """What to check when storage refuses this credential (HTTP 401/403)."""
+        if self.connection_string:
+            parts = _parse_connection_string(self.connection_string)
+            if parts.get("accountkey") or "usedevelopmentstorage" in parts:
+                return (
+                    "copy the key again (portal: Access keys, or `az storage account keys list "
+                    "-n <account>`): was it rotated, cut short, or another account's?"
+                )
+            return (
+                "the SAS may have expired (its se= date), or lack the list, read and write "
+                "permissions retier needs: make a new one"
+            )
+        # learn.microsoft.com/azure/role-based-access-control/troubleshooting: role assignment
+        # changes can take up to 30 minutes to take effect.
+        return (
+            f'give {self.credential_text} the role "{CONTRIBUTOR_ROLE}" (or retier\'s own) on '
+            "the storage account; a new role assignment can take up to 30 minutes to apply"
+        )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from retier import __version__
 from retier.cli import bridge, cost, handler, ops, restore, sweep
 from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError
-from retier.errors import redact_usage_error
+from retier.errors import redact_usage_error, refused_is_transient
 
 # Order of the commands in --help.
 COMMAND_GROUPS = (handler, sweep, restore, cost, ops, bridge)
@@ -108,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # DefaultAzureCredential logs a warning of some 40 lines for each failed sign-in; the
+        # StorageError that follows names the credentials tried in one line (-v shows it all).
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
+    # At a terminal a refused credential is a mistake to fix, not a failure to retry.
+    in_the_function = refused_is_transient()
+    refused_is_transient(False)
     try:
         return args.func(args)
     except (UsageError, SettingsError, RestoreError, PriceError) as exc:
@@ -116,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:
         print(f"retier: {exc}", file=sys.stderr)
         return EXIT_RETRY if exc.transient else EXIT_USAGE
+    finally:
+        refused_is_transient(in_the_function)  # main() called in-process leaves nothing behind
 
 
 if __name__ == "__main__":

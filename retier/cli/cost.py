@@ -148,7 +148,7 @@ def _cost_containers(args) -> int:
     if not containers:
         raise UsageError("name a container with --container (or set RETIER_CONTAINERS), or --model")
     if args.chart:
-        _require_chart()
+        _require_chart(args.chart)
     reports = []
     for container in containers:
         progress = Progress(container, enabled=not args.json and sys.stderr.isatty())
@@ -166,7 +166,7 @@ def _cost_containers(args) -> int:
     if args.chart:
         from retier.chart import container_chart
 
-        container_chart(reports, args.chart)
+        _write_chart(container_chart, reports, args.chart)
         if not args.json:
             print(f"chart: {args.chart}")
     if args.json:
@@ -255,12 +255,12 @@ def _cost_model(args) -> int:
     except ModelError as exc:
         raise UsageError(str(exc)) from None
     if args.chart:
-        _require_chart()
+        _require_chart(args.chart)
     result = run_model(schedule, load_prices())
     if args.chart:
         from retier.chart import model_chart
 
-        model_chart(result, args.chart)
+        _write_chart(model_chart, result, args.chart)
     if args.json:
         print_json(result.to_dict())
     else:
@@ -270,13 +270,31 @@ def _cost_model(args) -> int:
     return EXIT_OK
 
 
-def _require_chart() -> None:
+def _require_chart(path: str) -> None:
+    """Before any work: the chart can be drawn, and written where asked (no traceback after the
+    report for a directory that does not exist)."""
+    import os
+
     from retier.chart import ChartUnavailable, require
 
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--chart {path}: is a directory; name a .png file in it")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--chart {path}: no directory {folder} to write it in")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--chart {path}: cannot write in {folder} (permission denied)")
     try:
         require()
     except ChartUnavailable as exc:
         raise UsageError(str(exc)) from None
+
+
+def _write_chart(draw, what, path: str) -> None:
+    try:
+        draw(what, path)
+    except OSError as exc:
+        raise UsageError(f"--chart {path}: cannot write it: {exc.strerror}") from None
 
 
 MODEL_OPTIONS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from datetime import datetime, timezone
@@ -16,6 +17,9 @@ from retier.cli.common import (
     make_service,
     print_json,
 )
+
+# retier.sweep's log line for a container whose sweep stopped (the report prints the same).
+STOP_LOG_MESSAGE = "sweep of %s stopped: %s"
 
 
 class Progress:
@@ -136,7 +140,24 @@ def _print_early_deletion(plan, out, dry_run: bool) -> None:
         )
 
 
+class _StopSaidOnStdout(logging.Filter):
+    """The sweep logs a stop for the Function's log; here the report already prints it: once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != STOP_LOG_MESSAGE
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    sweep_log = logging.getLogger("retier.sweep")
+    said_once = _StopSaidOnStdout()
+    sweep_log.addFilter(said_once)
+    try:
+        return _sweep(args)
+    finally:
+        sweep_log.removeFilter(said_once)
+
+
+def _sweep(args: argparse.Namespace) -> int:
     from retier.costs import load_prices
     from retier.sweep import sweep_container
 

@@ -429,9 +429,11 @@ def format_bytes(n: float) -> str:
 
 
 def format_money(value: float, currency: str) -> str:
-    """An amount with enough digits to be read: cents when it is a cent or more, else 3 figures."""
+    """An amount as money: cents when it is a cent or more, else 3 significant figures written
+    out (0.0000792 USD, never 7.92e-05 USD)."""
     if value == 0:
         return f"0.00 {currency}"
-    if abs(value) >= 0.01:
+    decimals = 2 - math.floor(math.log10(abs(value)))
+    if abs(value) >= 0.01 or abs(round(value, decimals)) >= 0.01:
         return f"{value:,.2f} {currency}"
-    return f"{value:.3g} {currency}"
+    return f"{value:.{decimals}f} {currency}"

@@ -232,6 +232,8 @@ def test_a_closed_port_names_the_endpoint_in_every_command(run_retier):
     # The client retries a refused connection for some seconds: the commands run side by side.
     for proc in run_each(run_retier, STORAGE_COMMANDS, {"RETIER_STORAGE": connection}):
         assert_refused(proc, 1, f"no answer from {endpoint} (connection failed", "running")
+        # said once: the sweep's log line for the Function is not repeated beside its report
+        assert (proc.stdout + proc.stderr).count("no answer from") == 1, proc.stdout + proc.stderr
 
 
 def test_no_azure_sign_in_is_one_line_naming_the_credentials_tried(tmp_path, run_retier):

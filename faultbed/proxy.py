@@ -171,6 +171,20 @@ class RequestInfo:
         return cls(method, operation, container, blob, key)
 
 
+class StandIn:
+    """What Azure would answer where Azurite cannot: a FaultProxy's `stand_in` may answer a request
+    in Azurite's place (`answer`) or rewrite Azurite's answer (`rewrite`). Subclasses say in their
+    name and docstring which Azure behaviour they stand in for (faultbed.smart.SmartTierStandIn)."""
+
+    def answer(self, info: RequestInfo, request: http1.Message) -> http1.Message | None:
+        return None
+
+    def rewrite(
+        self, info: RequestInfo, request: http1.Message, response: http1.Message
+    ) -> http1.Message:
+        return response
+
+
 @dataclass(frozen=True)
 class SubRequest:
     """One Set Blob Tier inside a Blob Batch request."""
@@ -211,6 +225,7 @@ class FaultProxy:
         stall_seconds: float = 2.0,
         fault_filter: Callable[[RequestInfo], bool] | None = None,
         port: int = 0,
+        stand_in: StandIn | None = None,
     ):
         self.upstream_port = upstream_port
         self._account = account
@@ -219,6 +234,7 @@ class FaultProxy:
         self.stall_seconds = stall_seconds
         self.fault_filter = fault_filter
         self.port = port
+        self.stand_in = stand_in
         self.injected: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()  # by operation
         self.tier_changes: list[TierChange] = []
@@ -372,6 +388,12 @@ class FaultProxy:
             self._count(fault)
             self._stopping.wait(self.stall_seconds)
             return False
+        if self.stand_in is not None:
+            answer = self.stand_in.answer(info, request)
+            if answer is not None:
+                self._log_tier_changes(info, request, subrequests, answer, None)
+                client.sendall(answer.to_bytes())
+                return True
         refused = None
         if fault in BATCH_PART_FAULTS and subrequests:
             refused = rng.randrange(len(subrequests))
@@ -392,6 +414,8 @@ class FaultProxy:
         if refused is not None:
             response = _fail_part(response, refused, *_ANSWERS[fault], request=request)
             self._count(fault)
+        if self.stand_in is not None:
+            response = self.stand_in.rewrite(info, request, response)
         client.sendall(response.to_bytes())
         return True
 

@@ -20,6 +20,11 @@ TIER_COLOURS = {
     "Cool": "#1f9bcf",
     "Cold": "#3b4cc0",
     "Archive": "#555555",
+    # Smart tier blobs, by the tier Smart has them in now (retier.policy.tier_label)
+    "Smart/Hot": "#f4a3a3",
+    "Smart/Cool": "#9fd3ea",
+    "Smart/Cold": "#9ea7e3",
+    "Smart": "#e0c36a",
     "unknown": "#bbbbbb",
 }
 PART_COLOURS = {

@@ -61,6 +61,12 @@ DEFAULT_PRICES: dict = {
     # and the Blob Batch request that carries up to 256 Set Blob Tier sub-requests.
     "other_per_10k": 0.004,
     "minimum_days": {"Hot": 0, "Cool": 30, "Cold": 90, "Archive": 180},
+    # Smart tier: a monthly monitoring operation for each object of 128 KiB or more that Smart
+    # manages, "$0.04 (USD) per 10K Monitoring Operations" from 2026-01-01 (Smart's own page, in
+    # preview; the GA page of April 2026 defers to the pricing page, not readable from here).
+    # Smart has no capacity price of its own (its blobs pay their underlying tier's), and no early
+    # deletion, retrieval or in-Smart transition charges.
+    "smart_monitoring_per_10k_objects": 0.04,
     # Rehydration times from Azure's documentation: Standard up to 15 h; High usually under 1 h
     # for blobs under 10 GB, at most 10 GiB per account per hour with high priority.
     "rehydrate_hours": {"Standard": 15, "High": 1},
@@ -85,6 +91,10 @@ DEFAULT_PRICES: dict = {
         "other_per_10k": "azure.microsoft.com/pricing/details/storage/blobs (not verified here)",
         "operation types": "learn.microsoft.com/azure/storage/blobs/map-rest-apis-transaction-categories",
         "minimum_days": "learn.microsoft.com/azure/storage/blobs/access-tiers-overview",
+        "smart_monitoring_per_10k_objects": "learn.microsoft.com/azure/storage/blobs/"
+        "access-tiers-smart (MicrosoftDocs/azure-docs articles/storage/blobs/access-tiers-smart.md, "
+        "2025-11-03: '$0.04 (USD) per 10K Monitoring Operations', one a month per object over "
+        "128 KiB; not verified against the pricing page)",
         "event_grid_per_million": "azure.microsoft.com/pricing/details/event-grid (not verified here)",
         "functions_per_million_executions": "azure.microsoft.com/pricing/details/functions, Flex "
         "Consumption on demand (not verified here; quoted by modal.com, 2025-05-22)",
@@ -105,6 +115,9 @@ STALE_AFTER_DAYS = 365
 DAYS_PER_MONTH = 365.25 / 12
 # Azure prorates early deletion by 30-day months ("(180 - 90 days) / 30 days x price").
 EARLY_DELETION_DAYS_PER_MONTH = 30
+# Smart tier neither moves nor charges a monitoring fee for objects under 128 KiB: they stay Hot
+# (learn.microsoft.com/azure/storage/blobs/access-tiers-smart, "Working with smart tier").
+SMART_MONITORED_FROM = 128 * 1024
 LISTING_PAGE = 5000  # blobs per List Blobs page (the service's maximum, the SDK's default)
 BATCH_LIMIT = 256  # sub-requests per Blob Batch request
 
@@ -166,6 +179,11 @@ def billed_gb(size: float) -> float:
 def storage_per_month(size: float, tier: str, prices: dict) -> float:
     """The monthly storage charge of `size` bytes in `tier`."""
     return billed_gb(size) * prices["storage_per_gb_month"][tier]
+
+
+def smart_monitoring_per_month(objects: float, prices: dict) -> float:
+    """Smart tier's monthly monitoring fee for `objects` it manages (each of 128 KiB or more)."""
+    return per_10k(objects, prices.get("smart_monitoring_per_10k_objects", 0.0))
 
 
 def per_10k(count: float, price: float) -> float:

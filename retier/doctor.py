@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -399,8 +400,9 @@ def _check_container(
         else:
             report.add(f"{container} hold", OK, "not on restore hold", container=container)
 
+    smart_blobs: Counter = Counter()
     try:
-        plan, trap = _scan(store, container, settings, prices, account_kind, now)
+        plan, trap = _scan(store, container, settings, prices, account_kind, now, smart_blobs)
     except StorageError as exc:
         report.add(
             f"{container} listing",
@@ -447,6 +449,7 @@ def _check_container(
     if plan is not None:
         _report_cool_trap(trap, container, settings, prices, report)
         _report_unfinished(plan, container, now, report)
+        _report_smart_default(smart_blobs, plan, container, settings, report)
 
 
 def _scan(
@@ -456,6 +459,7 @@ def _scan(
     prices: dict | None,
     account_kind: str | None,
     now: datetime,
+    smart_blobs: Counter | None = None,
 ) -> tuple[Plan, _CoolTrap]:
     """One streamed listing: the sweep's planner (sets, unfinished sets) and the explicit-Cool count.
 
@@ -468,6 +472,8 @@ def _scan(
     for item in store.list_blobs(container):
         name = names.parse(item.name)
         planner.feed(item, name)
+        if smart_blobs is not None and policy.is_smart(item.tier):
+            smart_blobs[item.tier_label] += 1
         if item.tier != "Cool" or item.tier_inferred or name.kind is not Kind.VOLUME:
             continue
         decision = policy.decide(name, item.tier, item.archive_status, settings.policy)
@@ -522,6 +528,49 @@ def _report_cool_trap(
             "currency": currency,
             "examples": trap.examples,
         },
+    )
+
+
+def _report_smart_default(
+    smart_blobs: Counter, plan: Plan, container: str, settings: Settings, report: Report
+) -> None:
+    """Say what retier does on an account whose default access tier is Smart (said only then).
+
+    Get Account Information does not tell the account's default tier (it answers x-ms-sku-name,
+    x-ms-account-kind and x-ms-is-hns-enabled: learn.microsoft.com/rest/api/storageservices/
+    get-account-information); the listing does: a blob whose tier was never set carries the
+    default, and on a Smart account it lists as AccessTier=Smart with its SmartAccessTier.
+    """
+    if not smart_blobs:
+        return
+    target = settings.policy.volume_tier
+    total = sum(smart_blobs.values())
+    where = ", ".join(f"{n:,} {label}" for label, n in sorted(smart_blobs.items()))
+    to_move = sum(
+        t.count
+        for (kind, before, after), t in plan.rows.items()
+        if kind == Kind.VOLUME.value and policy.is_smart(before.split("/")[0]) and after != before
+    )
+    details = {"smart_blobs": dict(smart_blobs), "volumes_to_move": to_move, "volume_tier": target}
+    if target == "Archive":
+        report.add(
+            f"{container} default tier",
+            FAIL,
+            f"{total:,} blob(s) are under Smart tier ({where}): Smart needs a zone-redundant "
+            "account, which has no Archive, so RETIER_VOLUME_TIER=Archive cannot work here",
+            hint="set RETIER_VOLUME_TIER=Cold (docs/smart-tier.md)",
+            container=container,
+            details=details,
+        )
+        return
+    report.add(
+        f"{container} default tier",
+        OK,
+        f"the account's default tier is Smart ({where}): finished sets' volumes get explicit "
+        f"{target} ({to_move:,} still to move), which ends Smart's monitoring fee for them; "
+        "manifests and signatures stay Smart",
+        container=container,
+        details=details,
     )
 
 

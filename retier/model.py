@@ -5,12 +5,14 @@ the size of PCT % of the source; `duplicity remove-older-than K` after every bac
 deletes a chain only once the *last* set of that chain is older than K days (an incremental
 needs its full and every incremental before it), so with a daily removal the chain's full lives
 D + K days and its j-th incremental D + K - j days: a chain outlives `--keep-days` by up to a
-chain period. Five strategies store those sets:
+chain period. Six strategies store those sets:
 
 - all-Hot: duplicity's default, every object in Hot;
 - all-Cool: duplicity's `--azure-blob-tier Cool`, every object set to Cool after its upload;
 - volumes-Cool / -Cold / -Archive: retier moves each finished set's volumes there when its
-  manifest lands; manifests and signatures stay Hot.
+  manifest lands; manifests and signatures stay Hot;
+- Smart (no retier): the account's default tier is Smart and nothing else runs: each object is
+  Hot for 30 days, Cool until day 90, then Cold, for Smart's monitoring fee.
 
 For each: storage (the average bytes held), operations (uploads, and for retier its listings, tier
 changes, restore-hold reads, the daily sweep, Event Grid and Function executions), early deletion
@@ -42,6 +44,12 @@ SIGNATURE_FRACTION = 0.01
 # then `retier release`.
 REHYDRATED_DAYS = 1.0
 UPLOAD_TIER = "Hot"  # the account's default access tier, where every upload lands
+# Smart tier moves an object unread for 30 days to Cool, and to Cold after 90 days unread; objects
+# under 128 KiB stay Hot with no fee. Put Blob counts as an access: a volume duplicity never reads
+# again ages from its upload. https://learn.microsoft.com/azure/storage/blobs/access-tiers-smart
+SMART_COOL_AFTER_DAYS = 30
+SMART_COLD_AFTER_DAYS = 90
+SMART = "Smart (no retier)"
 
 # Every simplification, one a line: `--json` lists them and `retier cost --help` prints them.
 ASSUMPTIONS = (
@@ -88,6 +96,14 @@ ASSUMPTIONS = (
         "Standard-priority rehydration to Hot (High costs five times more per GB), a read request "
         "and retrieval per GB at Archive's price, the early deletion of volumes archived under 180 "
         "days, a day in Hot, the reads, and a write per volume back to Archive"
+    ),
+    (
+        "Smart (no retier): the account's default tier is Smart (a zone-redundant account: no "
+        "Archive), priced with the same table; every object 128 KiB or more is Hot for 30 days, "
+        "Cool until day 90, Cold after (duplicity never reads old volumes or, with its cache, old "
+        "signatures), for the monitoring fee a month each; manifests under 128 KiB stay Hot, free; "
+        "no early deletion; a restore reads at Hot's price with no retrieval charge (and moves the "
+        "chain back to Hot, which is not counted)"
     ),
     (
         "not counted (the same for every strategy): duplicity's own listings and manifest reads, "
@@ -161,6 +177,7 @@ class Strategy:
     metadata_tier: str
     retier: bool  # retier moves the volumes (its own running cost applies)
     duplicity_sets_tier: bool = False  # duplicity's --azure-blob-tier: a one-blob batch per upload
+    smart: bool = False  # the account's default tier is Smart: objects cool by age, for a fee
 
 
 STRATEGIES = (
@@ -169,6 +186,7 @@ STRATEGIES = (
     Strategy("volumes-Cool", "Cool", "Hot", retier=True),
     Strategy("volumes-Cold", "Cold", "Hot", retier=True),
     Strategy("volumes-Archive", "Archive", "Hot", retier=True),
+    Strategy(SMART, "Smart", "Smart", retier=False, smart=True),
 )
 STRATEGY_NAMES = tuple(s.name for s in STRATEGIES)
 
@@ -290,6 +308,8 @@ def run_model(schedule: Schedule, prices: dict) -> ModelResult:
 def _strategy_cost(
     schedule: Schedule, chain: list[_Set], strategy: Strategy, prices: dict
 ) -> StrategyCost:
+    if strategy.smart:
+        return _smart_cost(schedule, chain, strategy, prices)
     d = schedule.full_every_days
     chains_per_month = costs.DAYS_PER_MONTH / d
     volume_tier, meta_tier = strategy.volume_tier, strategy.metadata_tier
@@ -356,6 +376,67 @@ def _strategy_cost(
         storage,
         operations,
         early_per_chain * chains_per_month,
+        restore * schedule.restores_per_year / 12,
+        details,
+    )
+
+
+def smart_days(lifetime: float) -> dict[str, float]:
+    """Days an object kept `lifetime` days and never read spends in each tier under Smart."""
+    return {
+        "Hot": min(lifetime, SMART_COOL_AFTER_DAYS),
+        "Cool": min(
+            max(lifetime - SMART_COOL_AFTER_DAYS, 0.0),
+            SMART_COLD_AFTER_DAYS - SMART_COOL_AFTER_DAYS,
+        ),
+        "Cold": max(lifetime - SMART_COLD_AFTER_DAYS, 0.0),
+    }
+
+
+def _smart_cost(
+    schedule: Schedule, chain: list[_Set], strategy: Strategy, prices: dict
+) -> StrategyCost:
+    """The schedule on a Smart-default account with nothing else running (see ASSUMPTIONS)."""
+    d = schedule.full_every_days
+    chains_per_month = costs.DAYS_PER_MONTH / d
+    vol = schedule.volume_bytes
+    price = prices["storage_per_gb_month"]
+    storage = 0.0
+    monitored = 0.0  # objects Smart charges for, times the days they are kept, per chain
+    writes = 0
+    stored_gb = 0.0
+    for s in chain:
+        days = smart_days(s.lifetime)
+        for size, n in [*s.each_volume(vol), (s.bytes * SIGNATURE_FRACTION, 1)]:
+            if size < costs.SMART_MONITORED_FROM:
+                storage += costs.billed_gb(size) * n * s.lifetime * price["Hot"]
+            else:
+                storage += costs.billed_gb(size) * n * sum(days[t] * price[t] for t in days)
+                monitored += n * s.lifetime
+            writes += upload_requests(size) * n
+        writes += 1  # the manifest: under 128 KiB, Hot, no fee
+        stored_gb += costs.billed_gb(s.bytes) * (1 + SIGNATURE_FRACTION) * s.lifetime
+    storage /= d  # GB-days per chain, one chain every D days: average GB-months
+    fee = costs.smart_monitoring_per_month(monitored / d, prices)
+    uploads = costs.per_10k(writes, prices["write_per_10k"][UPLOAD_TIER]) * chains_per_month
+    restore = _restore_cost(schedule, chain, "Hot", prices)  # billed as Hot, no retrieval
+    details = {
+        "volume_tier": strategy.volume_tier,
+        "metadata_tier": strategy.metadata_tier,
+        "stored_gb": round(stored_gb / d, 3),
+        "uploads_per_month": round(uploads, 6),
+        "smart_monitoring_per_month": round(fee, 6),
+        "smart_monitored_objects": round(monitored / d, 1),
+        "duplicity_tier_changes_per_month": 0.0,
+        "retier_per_month": None,
+        "restore_each": round(restore, 6),
+        "volumes_per_full": chain[0].volumes,
+    }
+    return StrategyCost(
+        strategy.name,
+        storage + fee,
+        uploads,
+        0.0,
         restore * schedule.restores_per_year / 12,
         details,
     )

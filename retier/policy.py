@@ -15,6 +15,17 @@ _BY_LOWER = {tier.lower(): tier for tier in TIERS}
 
 DEFAULT_VOLUME_TIER = "Cold"
 
+# Smart tier (GA April 2026) is an account default tier, not a place: a Smart blob lists as
+# AccessTier=Smart with the tier it sits in now in SmartAccessTier (x-ms-smart-access-tier),
+# one of Hot, Cool, Cold; Smart never archives. Setting an explicit tier takes a blob out of
+# Smart for good ("Once moved to an explicit tier, objects can't be tiered back to smart tier"),
+# ends its monitoring fee and its move back to Hot on the next read.
+# https://learn.microsoft.com/azure/storage/blobs/access-tiers-smart (source:
+# github.com/MicrosoftDocs/azure-docs, articles/storage/blobs/access-tiers-smart.md);
+# SmartAccessTier: learn.microsoft.com/dotnet/api/azure.storage.blobs.models.blobproperties.smartaccesstier
+SMART = "Smart"
+SMART_TIERS = ("Hot", "Cool", "Cold")
+
 
 class PolicyError(ValueError):
     """A tier setting that would be unsafe or is not a tier at all."""
@@ -37,6 +48,33 @@ def _named_tier(setting: str, value: str) -> str:
 
 def is_colder(tier: str, than: str) -> bool:
     return _RANK[tier] > _RANK[than]
+
+
+def is_smart(tier: str | None) -> bool:
+    return tier is not None and str(tier).strip().lower() == SMART.lower()
+
+
+def smart_underlying(smart_tier: str | None) -> str | None:
+    """The tier a Smart blob sits in now (Hot, Cool or Cold), or None when not reported."""
+    tier = _BY_LOWER.get(str(smart_tier).strip().lower()) if smart_tier else None
+    return tier if tier in SMART_TIERS else None
+
+
+def tier_label(tier: str | None, smart_tier: str | None = None) -> str | None:
+    """A blob's tier as plans and reports show it: its tier, or "Smart/Cold" for a Smart blob
+    that sits in Cold now ("Smart" alone when the listing did not say where)."""
+    if not is_smart(tier):
+        return tier
+    underlying = smart_underlying(smart_tier)
+    return f"{SMART}/{underlying}" if underlying else SMART
+
+
+def priced_tier(label: str | None) -> str | None:
+    """The tier whose storage price applies to a label: "Smart/Cold" is billed as Cold (Smart has
+    no capacity price of its own); a label with no standard tier gives None."""
+    if label and is_smart(label.split("/", 1)[0]):
+        return smart_underlying(label.partition("/")[2])
+    return label if label in TIERS else None
 
 
 @dataclass(frozen=True)
@@ -99,12 +137,20 @@ class Decision:
 
 
 def decide(
-    name: DuplicityName, current_tier: str | None, archive_status: str | None, policy: Policy
+    name: DuplicityName,
+    current_tier: str | None,
+    archive_status: str | None,
+    policy: Policy,
+    smart_tier: str | None = None,
 ) -> Decision:
-    """Decide one blob. Moves only a recognised object, to a colder tier, when it is not rehydrating."""
+    """Decide one blob. Moves only a recognised object, to a colder tier, when it is not rehydrating.
+
+    `smart_tier` is where a Smart blob sits now (SmartAccessTier); see `_decide_smart`.
+    """
+    label = tier_label(current_tier, smart_tier)
 
     def keep(reason: str, target: str | None = None) -> Decision:
-        return Decision(name.name, name.kind.value, current_tier, target, False, reason)
+        return Decision(name.name, name.kind.value, label, target, False, reason)
 
     if name.kind is Kind.UNKNOWN:
         return keep("not a duplicity object")
@@ -118,6 +164,8 @@ def decide(
         return keep(f"rehydrating ({archive_status})", target)
     if current_tier is None:
         return keep("tier unknown (not a standard block blob account?)", target)
+    if is_smart(current_tier):
+        return _decide_smart(name, smart_tier, target, keep)
     try:
         current = canonical_tier(current_tier)
     except PolicyError:
@@ -133,4 +181,34 @@ def decide(
         target,
         True,
         "finished set" if name.kind is Kind.VOLUME else "metadata tier setting",
+    )
+
+
+def _decide_smart(name: DuplicityName, smart_tier: str | None, target: str, keep) -> Decision:
+    """A blob under Smart tier management.
+
+    Metadata stays Smart, whatever RETIER_METADATA_TIER says: Smart keeps the manifest duplicity
+    reads on every backup in Hot and lets the rest cool, with no retrieval or early-deletion
+    charge; an explicit tier could never be undone.
+    A volume goes to its explicit target on day 0 rather than after 90 days of Smart's inactivity
+    and its monitoring fee, unless that is warmer than where Smart has it now (never warmer: a
+    Smart/Cold volume and a Cool target stay). Smart/Cold with a Cold target does move: the same
+    price per GB, but no monitoring fee and no move back to Hot when a restore reads it. Where
+    the listing does not say (no SmartAccessTier), the coldest Smart reaches, Cold, is assumed,
+    so an explicit tier is never a warmer one.
+    """
+    if name.par2_index or name.kind is not Kind.VOLUME:
+        return keep(
+            "metadata stays Smart (it follows duplicity's reads, no retrieval charge)", target
+        )
+    underlying = smart_underlying(smart_tier) or "Cold"
+    if is_colder(underlying, target):
+        return keep(f"never moves warmer ({SMART}/{underlying} -> {target})", target)
+    return Decision(
+        name.name,
+        name.kind.value,
+        tier_label(SMART, smart_tier),
+        target,
+        True,
+        "finished set (out of Smart)",
     )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from retier import costs, names
+from retier import costs, names, policy
 from retier.names import Kind
 from retier.policy import TIERS, PolicyError, canonical_tier
 from retier.restore import instant
@@ -60,6 +60,8 @@ class TrapSet:
 def _tier(item: BlobItem) -> str:
     if item.tier in TIERS:
         return item.tier  # as the service spells it: the common case, no lookup
+    if policy.is_smart(item.tier):
+        return item.tier_label  # "Smart/Cold": priced at the tier Smart has it in now
     try:
         return canonical_tier(item.tier) if item.tier else UNKNOWN_TIER
     except PolicyError:
@@ -67,8 +69,14 @@ def _tier(item: BlobItem) -> str:
 
 
 def priced_tier(tier: str) -> str:
-    """The tier whose price applies: a blob with no standard tier (none reported) is priced as Hot."""
-    return tier if tier in TIERS else "Hot"
+    """The tier whose price applies: "Smart/Cold" is billed as Cold; a blob with no standard tier
+    (none reported, or Smart without its underlying tier) is priced as Hot."""
+    return policy.priced_tier(tier) or "Hot"
+
+
+def smart_monitored(item: BlobItem) -> bool:
+    """Whether Smart's monitoring fee applies to the blob: managed by Smart, 128 KiB or more."""
+    return policy.is_smart(item.tier) and item.size >= costs.SMART_MONITORED_FROM
 
 
 # retier's own monthly cost needs the backup cadence. Measured from sets closer together than
@@ -93,6 +101,10 @@ class ContainerReport:
     exposure: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     exposure_charge: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     trap_sets: dict[str, TrapSet] = field(default_factory=dict)
+    # Blobs Smart tier manages and charges its monitoring fee for, now and once the plan has moved
+    # (a volume given its explicit tier leaves Smart and its fee).
+    smart_now: Tally = field(default_factory=Tally)
+    smart_after: Tally = field(default_factory=Tally)
     sets_per_day: float | None = None  # the user's schedule, when given: wins over the listing
 
     # -- bytes and money ------------------------------------------------------------------------
@@ -124,12 +136,21 @@ class ContainerReport:
         return out
 
     @property
+    def smart_fee_per_month(self) -> float:
+        return costs.smart_monitoring_per_month(self.smart_now.count, self.prices)
+
+    @property
+    def smart_fee_after_per_month(self) -> float:
+        return costs.smart_monitoring_per_month(self.smart_after.count, self.prices)
+
+    @property
     def storage_per_month(self) -> float:
-        return self.per_month(self.by_tier())
+        """Storage at each blob's tier, plus Smart's monitoring fee where Smart manages blobs."""
+        return self.per_month(self.by_tier()) + self.smart_fee_per_month
 
     @property
     def after_moves_per_month(self) -> float:
-        return self.per_month(self.by_tier(after=True))
+        return self.per_month(self.by_tier(after=True)) + self.smart_fee_after_per_month
 
     @property
     def all_hot_per_month(self) -> float:
@@ -223,6 +244,13 @@ class ContainerReport:
             "saving_vs_all_cool": cool - now_per_month,
             "by_tier": tiers(self.by_tier()),
             "by_kind": dict(by_kind),
+            "smart": {
+                "monitored_blobs": self.smart_now.count,
+                "monitored_bytes": self.smart_now.bytes,
+                "monitoring_per_month": self.smart_fee_per_month,
+                "monitored_blobs_after": self.smart_after.count,
+                "monitoring_per_month_after": self.smart_fee_after_per_month,
+            },
             "to_move": {
                 "blobs": moves.count,
                 "bytes": moves.bytes,
@@ -321,6 +349,10 @@ class _Collector:
         if charge:
             report.exposure[tier].add(item.size)
             report.exposure_charge[tier] += charge
+        if smart_monitored(item):
+            report.smart_now.add(item.size)
+            if move is None:
+                report.smart_after.add(item.size)
         if move is not None:  # only a duplicity object moves: it has a set
             self.add_move(move, info.label)
 
@@ -421,6 +453,8 @@ def build_report(
             move = planner.feed_relisted(key, item)
             if move is not None:
                 collector.add_move(move, report.sets[key].label)
+                if smart_monitored(item):  # counted as staying in Smart when first listed
+                    report.smart_after.add(-item.size, -1)
     report.plan = planner.finish()
     logger.info(
         "cost report %s: listed=%d bytes=%d storage=%.6f/month to_move=%d",

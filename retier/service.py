@@ -16,6 +16,7 @@ from retier.storage import (
     GONE,
     OK,
     SKIPPED,
+    TIER_NOT_SUPPORTED,
     TRANSIENT,
     BlobItem,
     BlobStore,
@@ -196,7 +197,9 @@ class RetierService:
         index: dict[str, int] = {}
         guarded: list[str] = []  # moves of blobs whose tier was set before: the hold guards them
         for name, item in blobs:
-            decision = policy.decide(name, item.tier, item.archive_status, self.settings.policy)
+            decision = policy.decide(
+                name, item.tier, item.archive_status, self.settings.policy, item.smart_tier
+            )
             if decision.move:
                 index[name.name] = len(outcome.decisions)
                 by_target[decision.target].append(name.name)
@@ -264,6 +267,11 @@ class RetierService:
                 if result.outcome == TRANSIENT:
                     outcome.status = RETRY
                 outcome.reason = f"{len(outcome.failures)} blob(s) not tiered"
+                if result.code == TIER_NOT_SUPPORTED:
+                    outcome.reason += (
+                        f": this account has no {target} tier (zone-redundant accounts, which "
+                        "Smart tier needs, have no Archive); set RETIER_VOLUME_TIER=Cold"
+                    )
 
     def _log(self, outcome: Outcome) -> Outcome:
         level = (

@@ -19,6 +19,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobPrefix, BlobServiceClient, ExponentialRetry
 
+from retier import policy
 from retier.errors import SettingsError, StorageError, refused_is_transient
 from retier.settings import Connection
 
@@ -36,6 +37,13 @@ FAILED = "failed"  # anything else: a retry will not help
 # Container metadata key that puts a container on restore hold (metadata names are C# identifiers).
 HOLD_KEY = "retier_restore_hold"
 
+# Set Blob Tier to a tier the account does not have: Archive on a zone-redundant (ZRS, GZRS,
+# RA-GZRS) account, which is every account that can use Smart tier. Azure documents the code
+# (learn.microsoft.com/rest/api/storageservices/blob-service-error-codes; BlobErrorCode in the
+# SDKs) but not its status (400 is reported in github.com/Azure/azure-sdk-for-net/issues/38465):
+# it is FAILED by its code, whatever the status. No retry or other tier can be right for it.
+TIER_NOT_SUPPORTED = "BlobAccessTierNotSupportedForAccountType"
+
 _TRANSIENT_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
 
 
@@ -43,6 +51,8 @@ def classify(status: int, code: str | None = None) -> str:
     """Map an HTTP status (and storage error code) to OK / GONE / SKIPPED / TRANSIENT / FAILED."""
     if 200 <= status < 300:
         return OK
+    if code == TIER_NOT_SUPPORTED:
+        return FAILED
     if status == 404:
         return GONE
     if status == 409 and code in (
@@ -172,6 +182,16 @@ class BlobItem:
     tier_change_time: datetime | None
     creation_time: datetime | None
     etag: str | None = None
+    # Where a Smart blob (tier "Smart") sits now: Hot, Cool or Cold. The listing's SmartAccessTier
+    # and properties' x-ms-smart-access-tier, which azure-storage-blob 12.31 exposes as
+    # BlobProperties.smart_access_tier (_deserialize.get_blob_properties_from_generated_code for
+    # listings; BlobProperties.__init__ from the x-ms-smart-access-tier header for properties).
+    smart_tier: str | None = None
+
+    @property
+    def tier_label(self) -> str | None:
+        """The tier as plans and reports show it ("Smart/Cold" for a Smart blob in Cold)."""
+        return policy.tier_label(self.tier, self.smart_tier)
 
     @property
     def tier_set(self) -> bool:
@@ -233,6 +253,7 @@ def _blob_item(props) -> BlobItem:
         tier_change_time=props.blob_tier_change_time,
         creation_time=props.creation_time,
         etag=props.etag,
+        smart_tier=getattr(props, "smart_access_tier", None),
     )
 
 

@@ -190,7 +190,7 @@ class Planner:
         return names.set_key(name, **self.prefixes)
 
     def _decide(self, name: DuplicityName, item: BlobItem) -> Move | None:
-        decision = policy.decide(name, item.tier, item.archive_status, self.policy)
+        decision = policy.decide(name, item.tier, item.archive_status, self.policy, item.smart_tier)
         before = decision.current or "unknown"
         after = decision.target if decision.move else before
         self.plan.rows[(name.kind.value, before, after)].add(item.size)
@@ -243,7 +243,7 @@ class Planner:
             return None  # the re-listing of this set will decide it
         if state.manifest is not None:
             return self._decide(name, item)
-        state.pending[item.tier or "unknown"].add(item.size)
+        state.pending[item.tier_label or "unknown"].add(item.size)
         if item.last_modified and (state.newest is None or item.last_modified > state.newest):
             state.newest = item.last_modified
         return None

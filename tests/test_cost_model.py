@@ -256,10 +256,11 @@ def test_volumes_per_full_and_stored_bytes_are_reported():
     assert d["retier_per_month"]["functions_before_free_grant"] > 0
 
 
-def test_the_readme_table_is_what_the_model_says():
+def test_the_documented_table_is_what_the_model_says():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "docs" / "costs.md").read_text()  # the table moved there from the README
     result = run_model(Schedule(500, 1, 30, 180), PRICES)
     for s in result.strategies:
         (row,) = [line for line in readme.splitlines() if line.startswith(f"| {s.name} |")]
@@ -280,3 +281,19 @@ def test_the_readme_table_is_what_the_model_says():
         f"monthly fulls kept 90 days: {archive.total:.2f} USD with {archive.early_deletion:.2f} of "
         f"early deletion, against {cold.total:.2f} for Cold"
     ) in text
+
+
+def test_the_readme_bill_paragraph_is_what_the_model_says():
+    from pathlib import Path
+
+    from retier.costs import DEFAULT_PRICES
+
+    text = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    result = run_model(Schedule(500, 1, 30, 180), PRICES)
+    hot = result.by_name("all-Hot").total
+    cold, archive = result.by_name("volumes-Cold").total, result.by_name("volumes-Archive").total
+    assert f"as of {DEFAULT_PRICES['as_of']}" in text
+    assert f"**{hot:.2f} USD** for duplicity's all-Hot default" in text
+    pct = lambda x: f"{x / hot:.0%}".replace("%", " %")
+    assert f"**{cold:.2f} USD** with retier's default (volumes to Cold, {pct(cold)})" in text
+    assert f"**{archive:.2f} USD** with volumes to Archive ({pct(archive)})" in text

@@ -294,7 +294,7 @@ def test_cost_model_json_and_text(run_retier):
     proc = run_retier(*args, "--json")
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
-    assert d["recommended"] == "volumes-Archive" and len(d["strategies"]) == 5
+    assert d["recommended"] == "volumes-Archive" and len(d["strategies"]) == 6
     text = run_retier(*args).stdout
     assert "volumes-Archive" in text and "<- cheapest" in text
 

@@ -77,6 +77,13 @@ def _print_report(report) -> None:
     now, hot, cool = report.storage_per_month, report.all_hot_per_month, report.all_cool_per_month
     after = report.after_moves_per_month
     out(f"  storage now:            {format_money(now, cur)}/month\n")
+    if report.smart_now.count:
+        out(
+            f"  of which Smart tier's monitoring fee: {format_money(report.smart_fee_per_month, cur)}"
+            f"/month for {report.smart_now.count:,} blobs of 128 KiB or more; after the moves "
+            f"{format_money(report.smart_fee_after_per_month, cur)}/month "
+            "(metadata stays Smart; docs/smart-tier.md)\n"
+        )
     out(
         f"  the same bytes all-Hot: {format_money(hot, cur)}/month (duplicity's default): "
         f"saving {format_money(hot - now, cur)}\n"
@@ -230,13 +237,13 @@ def _print_model(result) -> None:
         f"{s.restores_per_year:g} restore(s) a year\n"
     )
     out(
-        f"  {'strategy':<16} {'storage':>12} {'operations':>12} {'early del.':>12} "
+        f"  {'strategy':<18} {'storage':>12} {'operations':>12} {'early del.':>12} "
         f"{'restores':>12} {'total/month':>14}\n"
     )
     best = result.recommended.name
     for x in result.strategies:
         out(
-            f"  {x.name:<16} {format_money(x.storage, cur):>12} {format_money(x.operations, cur):>12} "
+            f"  {x.name:<18} {format_money(x.storage, cur):>12} {format_money(x.operations, cur):>12} "
             f"{format_money(x.early_deletion, cur):>12} {format_money(x.restores, cur):>12} "
             f"{format_money(x.total, cur):>14}{'  <- cheapest' if x.name == best else ''}\n"
         )
@@ -398,6 +405,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
         f"  Archive High priority: read {prices['read_per_10k'].get('ArchiveHigh')} per 10,000, "
         f"retrieval {prices['retrieval_per_gb'].get('ArchiveHigh')} per GB\n"
         f"  list per 10,000: {prices.get('list_per_10k')}; other per 10,000: {prices.get('other_per_10k')}\n"
+        f"  Smart tier monitoring: {prices.get('smart_monitoring_per_10k_objects')} per 10,000 "
+        "objects of 128 KiB or more a month\n"
         f"  Event Grid: {prices.get('event_grid_per_million')} per million operations, first "
         f"{prices.get('event_grid_free_per_month'):,} a month free\n"
         f"  Functions (Flex Consumption): {prices.get('functions_per_million_executions')} per million "

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from retier import __version__
 from retier.cli import bridge, cost, handler, helptopics, ops, restore, sweep
-from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError
+from retier.cli.common import EXIT_RETRY, EXIT_USAGE, UsageError, warn_secret_on_command_line
 from retier.errors import redact_usage_error, refused_is_transient
 
 # Order of the commands in --help.
@@ -38,6 +38,7 @@ restoring out of Archive:          retier restore-plan --container backups
 what it costs, what it saves:      retier cost --container backups
 is it working?                     retier doctor --container backups
 events Event Grid gave up on:      retier replay --dead-letter-container retier-dead-letter --dry-run
+exit codes, credentials, completion: retier help
 """
 
 
@@ -170,7 +171,6 @@ def _connection_from_flags(args: argparse.Namespace) -> None:
     every command, and every message, reads it as it reads the environment)."""
     import os
 
-    from retier.errors import is_plain
     from retier.settings import STORAGE, STORAGE_BLOB_SERVICE_URI
 
     conn = getattr(args, "connection_string", None)
@@ -182,14 +182,13 @@ def _connection_from_flags(args: argparse.Namespace) -> None:
             if getattr(args, "file", None) == "-":
                 raise UsageError("standard input holds the events: give the connection another way")
             conn = _read_secret("connection string: ")
-        elif not is_plain(conn):
+        else:
             # Decided: accepted, with a warning. The key is now in this shell's history and, while
             # retier runs, in `ps` for every user of the machine.
-            print(
-                "retier: warning: a connection string on the command line stays in your shell "
-                "history and shows in `ps`; prefer RETIER_STORAGE, or --connection-string - "
-                "to read it from standard input",
-                file=sys.stderr,
+            warn_secret_on_command_line(
+                "--connection-string",
+                conn,
+                "RETIER_STORAGE, or --connection-string - to read it from standard input",
             )
         os.environ[STORAGE] = conn.strip()
         os.environ.pop(STORAGE_BLOB_SERVICE_URI, None)

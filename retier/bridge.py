@@ -36,11 +36,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retier import eventgrid
 from retier.emulate import blob_created_event, upload_order
+from retier.errors import StorageError
 from retier.events import BLOB_CREATED
-from retier.storage import BlobItem, StorageError
+
+if TYPE_CHECKING:  # the storage SDK stays unloaded until the bridge runs (`retier --help`)
+    from retier.storage import BlobItem
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from retier.errors import PriceError, shown
+
 # The only place prices live. They change by region, redundancy and date: check them against
 # the pages in "sources" for your account and override the table with
 # RETIER_PRICES=/path/to/prices.json (same keys; any key you give replaces ours, and a nested
@@ -120,10 +122,6 @@ LISTING_PAGE = 5000  # blobs per List Blobs page (the service's maximum, the SDK
 BATCH_LIMIT = 256  # sub-requests per Blob Batch request
 
 
-class PriceError(ValueError):
-    """The price override file is missing or malformed."""
-
-
 def load_prices_and_overrides(env: Mapping[str, str] | None = None) -> tuple[dict, list[str]]:
     """The default table with the user's RETIER_PRICES file laid over it, and the keys it replaced."""
     env = os.environ if env is None else env
@@ -131,14 +129,18 @@ def load_prices_and_overrides(env: Mapping[str, str] | None = None) -> tuple[dic
     prices = json.loads(json.dumps(DEFAULT_PRICES))  # a deep copy
     if not path:
         return prices, []
+    # The path is quoted only when it cannot be a secret pasted into the wrong setting.
+    named = f"{PRICES_SETTING}={shown(path, limit=240)}"
     try:
         override = json.loads(Path(path).read_text())
     except OSError as exc:
-        raise PriceError(f"{PRICES_SETTING}={path}: {exc.strerror}") from None
+        raise PriceError(
+            f"{named}: {exc.strerror}; it names a JSON file of prices (see `retier prices`)"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise PriceError(f"{PRICES_SETTING}={path}: not JSON ({exc.msg})") from None
+        raise PriceError(f"{named}: not JSON ({exc.msg})") from None
     if not isinstance(override, dict):
-        raise PriceError(f"{PRICES_SETTING}={path}: must hold a JSON object")
+        raise PriceError(f"{named}: must hold a JSON object")
     replaced: list[str] = []
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(prices.get(key), dict):
@@ -445,9 +447,11 @@ def format_bytes(n: float) -> str:
 
 
 def format_money(value: float, currency: str) -> str:
-    """An amount with enough digits to be read: cents when it is a cent or more, else 3 figures."""
+    """An amount as money: cents when it is a cent or more, else 3 significant figures written
+    out (0.0000792 USD, never 7.92e-05 USD)."""
     if value == 0:
         return f"0.00 {currency}"
-    if abs(value) >= 0.01:
+    decimals = 2 - math.floor(math.log10(abs(value)))
+    if abs(value) >= 0.01 or abs(round(value, decimals)) >= 0.01:
         return f"{value:,.2f} {currency}"
-    return f"{value:.3g} {currency}"
+    return f"{value:.{decimals}f} {currency}"

@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     source = make_sample_tree(work / "source")
 
     print(
-        f"retier demo: duplicity {subprocess.run([duplicity_binary(), '--version'], check=True, capture_output=True, text=True).stdout.strip()} "
-        f"-> container {args.container!r}, volumes to {settings.policy.volume_tier}, metadata "
+        f"retier demo: {duplicity_version()} -> container {args.container!r}, volumes to "
+        f"{settings.policy.volume_tier}, metadata "
         f"{settings.policy.metadata_tier or 'stays as uploaded'}\n"
     )
     store.create_container(
@@ -192,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         dup.backup(kind, source, while_running=live)
         live()
 
-    print_tiers(store, args.container, before)
-
     print("\nduplicity still works with the volumes retiered:")
     time.sleep(1.1)
     change_sample_tree(source, 9)
@@ -207,8 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         if line.strip().startswith(("Full", "Incremental"))
     ]
     print(f"  collection-status: ok ({len(sets)} backup sets listed)")
+    if settings.policy.volume_tier == "Archive":
+        # duplicity never rehydrates: `duplicity restore` stops at the first archived volume.
+        print(
+            "  duplicity restore reads the volumes: with them in Archive, bring them back first "
+            f"with `{retier_command()} rehydrate --container {args.container}` "
+            "(then `status --wait`, the restore, and `release`)"
+            + ("" if args.keep else "; scripts/demo --keep leaves the container to try it")
+        )
 
+    # One listing for the table, the summary and the bill: the counts agree by construction.
     listed = list(store.list_blobs(args.container))
+    print_tiers(listed, before)
     final = {item.name: item.tier for item in listed}
     bad = [o for o in outcomes if o.status not in (HANDLED, IGNORED) or o.failures]
     volumes = [n for n in final if names.parse(n).kind.value == "volume"]
@@ -225,11 +233,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(
-        f"\nall {len(volumes)} volumes are {settings.policy.volume_tier}; manifests and signatures kept their tier "
-        f"({len(final) - len(volumes)} blobs)."
+        f"\nall {len(volumes)} volumes are {settings.policy.volume_tier}; the other "
+        f"{len(final) - len(volumes)} blobs (manifests, signatures) kept their tier."
     )
     print("\n" + "\n".join(bill))
     return 0
+
+
+def duplicity_version() -> str:
+    """`duplicity 3.2.1`: the name once, the version, not the release date `--version` adds."""
+    words = subprocess.run(
+        [duplicity_binary(), "--version"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    if words and words[0] == "duplicity":
+        words = words[1:]
+    return f"duplicity {words[0]}" if words else "duplicity"
+
+
+def retier_command() -> str:
+    """How to run retier from here: `retier` when it is on PATH, else the venv's own script."""
+    beside = Path(sys.executable).with_name("retier")
+    on_path = shutil.which("retier")
+    if on_path and (not beside.exists() or Path(on_path).resolve() == beside.resolve()):
+        return "retier"
+    if beside.exists():
+        try:
+            return str(beside.relative_to(Path.cwd()))
+        except ValueError:
+            return str(beside)
+    return f"{Path(sys.executable).name} -m retier"
 
 
 # The typical home schedule the README's cost table shows: 500 GB, 1 % a day, monthly fulls,
@@ -281,15 +313,16 @@ def the_bill(items: list[BlobItem], volume_tier: str, before: dict) -> list[str]
             f"{costs.format_money(hot.total, cur)} -> {costs.format_money(ours.total, cur)}/month"
         ),
         (
-            "  see: retier cost --model --source-gb 500 --daily-change 1 --full-every-days 30 "
-            "--keep-days 180"
+            f"  see: {retier_command()} cost --model --source-gb 500 --daily-change 1 "
+            "--full-every-days 30 --keep-days 180"
         ),
     ]
     return lines
 
 
-def print_tiers(store: BlobStore, container: str, before: dict) -> None:
-    final = {item.name: item.tier for item in store.list_blobs(container)}
+def print_tiers(listed: list[BlobItem], before: dict) -> None:
+    """Every blob of the container with its tier when it was uploaded and now."""
+    final = {item.name: item.tier for item in listed}
     width = max(map(len, final))
     print(f"\n{'blob':<{width}}  {'kind':<10}  tier before -> after")
     for name in sorted(final, key=lambda n: (names.parse(n).kind.value != "volume", n)):

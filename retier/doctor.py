@@ -199,7 +199,7 @@ def diagnose(
 
 
 def _chosen(containers: Collection[str] | None, settings: Settings) -> list[str]:
-    chosen = sorted({c.strip().lower() for c in containers or () if c.strip()})
+    chosen = sorted({c.strip() for c in containers or () if c.strip()})  # as given: no lowercasing
     return chosen or sorted(settings.containers)
 
 

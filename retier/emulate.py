@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from retier.names import Kind, parse
-from retier.storage import BlobItem
+
+if TYPE_CHECKING:  # only a type here: no storage SDK to import
+    from retier.storage import BlobItem
 
 # Above this size the SDK (and duplicity through it) uploads in blocks, so Azure reports
 # PutBlockList; smaller blobs are a single PutBlob. (azure-storage-blob's max_single_put_size.)

@@ -66,7 +66,14 @@ def run_scheduled_sweep() -> list[dict]:
         if not containers and not _said_no_containers:
             logger.warning("RETIER_CONTAINERS is unset: the reconciliation timer sweeps nothing")
             _said_no_containers = True
-        reports = [sweep_container(service.store, c, service.settings) for c in containers]
+        from retier.costs import load_prices
+
+        prices = load_prices()  # RETIER_PRICES prices the charges logged below
+        reports = [
+            sweep_container(service.store, c, service.settings, prices=prices) for c in containers
+        ]
+        for report in reports:
+            log_charges(report)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
@@ -138,6 +145,34 @@ def log_sweep_summary(reports, error: str | None = None) -> dict:
     level = logging.INFO if summary["complete"] else logging.WARNING
     logger.log(level, "%s %s", SUMMARY_TOKEN, json.dumps(summary, sort_keys=True))
     return summary
+
+
+def log_charges(report) -> None:
+    """The timer cannot ask before a charged move (the CLI does): it follows the settings and says
+    what each one cost, so the bill holds no surprise."""
+    from retier.costs import format_money
+
+    plan = report.plan
+    if report.dry_run or plan is None or not plan.early_deletion.count:
+        return
+    for move in plan.early_deletion_moves:
+        logger.warning(
+            "sweep %s: %s %s -> %s is charged an early deletion of ~%s",
+            report.container,
+            move.name,
+            move.current,
+            move.target,
+            format_money(move.early_deletion, plan.currency),
+        )
+    logger.warning(
+        "sweep %s: %d move(s) charged an early deletion, ~%s in all%s",
+        report.container,
+        plan.early_deletion.count,
+        format_money(plan.early_deletion_charge, plan.currency),
+        ""
+        if plan.early_deletion.count == len(plan.early_deletion_moves)
+        else f" ({len(plan.early_deletion_moves)} named above)",
+    )
 
 
 def handle_grid_event(event) -> dict:

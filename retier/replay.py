@@ -76,7 +76,7 @@ def dead_letter_connection(value: str) -> Connection:
             # A SAS in a URL would be printed by every error message that names the URL.
             raise SettingsError(
                 f"{source}: a URL with a query (a SAS?) is not accepted; give a connection string "
-                "with SharedAccessSignature=..., or a plain URL used with your Azure login"
+                "with a SharedAccessSignature field, or a plain URL used with your Azure login"
             )
         connection = Connection(blob_service_uri=value, source=source)
     elif "=" in value:

@@ -79,6 +79,16 @@ def smart_monitored(item: BlobItem) -> bool:
     return policy.is_smart(item.tier) and item.size >= costs.SMART_MONITORED_FROM
 
 
+# retier's own monthly cost needs the backup cadence. Measured from sets closer together than
+# this, it would be an extrapolation from seconds: below it, the container is too young to say.
+MIN_CADENCE_SPAN_DAYS = 1.0
+# How the cadence was found.
+GIVEN = "given"  # --sets-per-day
+MEASURED = "measured"  # from the manifests' times, spanning a day or more
+TOO_YOUNG = "too young"  # finished sets span less than MIN_CADENCE_SPAN_DAYS: one a day assumed
+FEW = "fewer than two sets"  # one a day assumed
+
+
 @dataclass
 class ContainerReport:
     container: str
@@ -95,6 +105,7 @@ class ContainerReport:
     # (a volume given its explicit tier leaves Smart and its fee).
     smart_now: Tally = field(default_factory=Tally)
     smart_after: Tally = field(default_factory=Tally)
+    sets_per_day: float | None = None  # the user's schedule, when given: wins over the listing
 
     # -- bytes and money ------------------------------------------------------------------------
     def by_kind_tier(self, after: bool = False) -> dict[tuple[str, str], Tally]:
@@ -156,22 +167,40 @@ class ContainerReport:
             key=lambda s: s.time,
         )
 
-    def sets_per_month(self) -> float | None:
-        """Finished sets a month, from the spread of their times (None with fewer than two)."""
+    def span_days(self) -> float:
+        """Days between the first and the last finished set (0 with fewer than two)."""
         done = self.finished_sets()
         if len(done) < 2:
-            return None
-        days = (done[-1].time - done[0].time).total_seconds() / 86400
-        if days <= 0:
+            return 0.0
+        return (done[-1].time - done[0].time).total_seconds() / 86400
+
+    def sets_per_month(self) -> float | None:
+        """Finished sets a month, measured from the spread of their times; None when it cannot
+        be: fewer than two sets, or sets spanning less than MIN_CADENCE_SPAN_DAYS (a full and an
+        incremental made seconds apart would otherwise be extrapolated to 438,300 sets a month).
+        """
+        done = self.finished_sets()
+        days = self.span_days()
+        if len(done) < 2 or days < MIN_CADENCE_SPAN_DAYS:
             return None
         return (len(done) - 1) / days * costs.DAYS_PER_MONTH
 
+    def cadence(self) -> tuple[float, str]:
+        """(sets a month used for retier's own cost, its basis: GIVEN, MEASURED, TOO_YOUNG, FEW)."""
+        if self.sets_per_day is not None:
+            return self.sets_per_day * costs.DAYS_PER_MONTH, GIVEN
+        measured = self.sets_per_month()
+        if measured is not None:
+            return measured, MEASURED
+        # Without a cadence to measure, assume the common case: one backup a day.
+        basis = TOO_YOUNG if len(self.finished_sets()) >= 2 else FEW
+        return costs.DAYS_PER_MONTH, basis
+
     def running_cost(self) -> costs.RunningCost:
         done = self.finished_sets()
-        sets_per_month = self.sets_per_month()
+        sets_per_month, _ = self.cadence()
         return costs.running_cost(
-            # Without two sets to measure, assume the common case: one backup a day.
-            sets_per_month=costs.DAYS_PER_MONTH if sets_per_month is None else sets_per_month,
+            sets_per_month=sets_per_month,
             volumes_per_set=sum(s.volumes for s in done) / len(done) if done else 0.0,
             events_per_set=sum(s.blobs for s in done) / len(done) if done else 0.0,
             volume_tier=self.volume_tier,
@@ -264,8 +293,11 @@ class ContainerReport:
             ],
             "cadence": {
                 "finished_sets": len(self.finished_sets()),
+                "span_days": round(self.span_days(), 4),
                 "sets_per_month": round(spm, 2) if spm is not None else None,
-                "assumed": spm is None,
+                "assumed": self.cadence()[1] in (TOO_YOUNG, FEW),
+                "basis": self.cadence()[1],
+                "used_sets_per_month": round(self.cadence()[0], 2),
             },
             "retier_per_month": self.running_cost().to_dict(),
         }
@@ -396,10 +428,16 @@ def build_report(
     *,
     now: datetime | None = None,
     progress: Callable[[Plan], None] | None = None,
+    sets_per_day: float | None = None,
 ) -> ContainerReport:
-    """List `container` once (plus the sweep's re-listings, if any) and cost what is in it."""
+    """List `container` once (plus the sweep's re-listings, if any) and cost what is in it.
+
+    `sets_per_day` is the user's backup schedule; without it the cadence is measured from the
+    manifests when they span a day or more, else one set a day is assumed.
+    """
     now = now or datetime.now(timezone.utc)
     report = ContainerReport(container, prices, now, settings.policy.volume_tier)
+    report.sets_per_day = sets_per_day
     report.held = store.get_hold(container)
     planner = Planner(container, settings.policy, **settings.name_prefixes, prices=prices, now=now)
     collector = _Collector(report, settings.name_prefixes)

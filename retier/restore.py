@@ -10,15 +10,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from retier import costs, names
+from retier.errors import RestoreError
 from retier.names import DuplicityName, Kind
 from retier.settings import Settings
 from retier.storage import OK, BlobItem, BlobStore
 
 logger = logging.getLogger(__name__)
-
-
-class RestoreError(ValueError):
-    """The container or the request cannot give a restore plan (no chain, ambiguous prefix, bad time)."""
 
 
 # -- time ---------------------------------------------------------------------------------------

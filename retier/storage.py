@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -19,6 +20,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobPrefix, BlobServiceClient, ExponentialRetry, StandardBlobTier
 
 from retier import policy
+from retier.errors import SettingsError, StorageError, refused_is_transient
 from retier.settings import Connection
 
 logger = logging.getLogger(__name__)
@@ -48,18 +50,6 @@ TIER_NOT_SUPPORTED = "BlobAccessTierNotSupportedForAccountType"
 _TRANSIENT_STATUS = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
 
 
-class StorageError(Exception):
-    """A storage call failed; `transient` says whether retrying later can help."""
-
-    def __init__(
-        self, message: str, *, transient: bool, status: int | None = None, code: str | None = None
-    ):
-        super().__init__(message)
-        self.transient = transient
-        self.status = status
-        self.code = code
-
-
 def classify(status: int, code: str | None = None) -> str:
     """Map an HTTP status (and storage error code) to OK / GONE / SKIPPED / TRANSIENT / FAILED."""
     if 200 <= status < 300:
@@ -81,21 +71,95 @@ def classify(status: int, code: str | None = None) -> str:
     return FAILED
 
 
+@dataclass(frozen=True)
+class Where:
+    """What a failure message names besides the call: the endpoint and the credential used."""
+
+    endpoint: str = "storage"
+    credential: str = "the credential"
+    refused_hint: str = "check the credential"
+
+
+# DefaultAzureCredential's chain, as azure-identity 1.27 documents it (DefaultAzureCredential's
+# docstring; learn.microsoft.com/python/api/azure-identity/azure.identity.defaultazurecredential).
+DEFAULT_CREDENTIAL_CHAIN = (
+    "environment variables (AZURE_CLIENT_ID, ...), workload identity, managed identity, "
+    "VS Code, Azure CLI, Azure PowerShell, Azure Developer CLI"
+)
+
+
+def _refused(what: str, where: Where, detail: str, **kwargs) -> StorageError:
+    """A refused credential, named as such: what was refused, what to check, whether it retries.
+
+    In the Function it stays transient (Event Grid redelivers while a new role assignment
+    applies), and the message says so; at a terminal it is a mistake to fix (retier.errors).
+    """
+    transient = refused_is_transient()
+    retried = (
+        "; retried meanwhile, in case a new role assignment is still applying" if transient else ""
+    )
+    return StorageError(
+        f"{what}: storage refused {where.credential} ({detail}): {where.refused_hint}{retried}",
+        transient=transient,
+        refused=True,
+        **kwargs,
+    )
+
+
+# Azurite answers a request newer than it knows with 400 InvalidHeaderValue and a message that
+# says what to do (--skipApiVersionCheck); storage's own messages are not repeated otherwise.
+_AZURITE_API_VERSION = "is not supported by Azurite"
+
+
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
+def _translated(what: str, where: Where | None = None) -> Iterator[None]:
+    where = where or Where()
     try:
         yield
+    except ClientAuthenticationError as exc:
+        # Before HttpResponseError (its base): 401/403 from storage, a key that cannot sign
+        # (AzureSigningError), or no token at all (CredentialUnavailableError and the like).
+        status = exc.status_code
+        if status is not None:
+            code = getattr(getattr(exc, "error_code", None), "value", exc.error_code)
+            raise _refused(
+                what, where, f"HTTP {status} {code or ''}".strip(), status=status, code=code
+            ) from None
+        if type(exc).__name__ == "AzureSigningError":
+            raise _refused(
+                what, where, "the key could not sign the request: is it the base64 key Azure gave?"
+            ) from None
+        raise StorageError(
+            f"{what}: no token for {where.credential}: tried {DEFAULT_CREDENTIAL_CHAIN} "
+            "(sign in with `az login`, or set RETIER_STORAGE to a connection string)"
+            if where.credential.startswith("your Azure sign-in")
+            else f"{what}: {where.credential} got no token ({type(exc).__name__}): a managed "
+            "identity exists only inside Azure; outside it, unset RETIER_STORAGE__clientId and "
+            "RETIER_STORAGE__credential and sign in with `az login`",
+            transient=refused_is_transient(),
+            refused=True,
+        ) from None
     except HttpResponseError as exc:
         if exc.status_code is None:
-            # No answer from storage at all: typically a token the identity could not get yet
-            # (ClientAuthenticationError, CredentialUnavailableError), which may pass.
             raise StorageError(
-                f"{what}: no answer from storage: {type(exc).__name__}", transient=True
+                f"{what}: no answer from {where.endpoint}: {type(exc).__name__}", transient=True
             ) from None
         status = exc.status_code
         code = getattr(exc, "error_code", None)
         code = getattr(code, "value", code)  # the SDK's StorageErrorCode enum, as Azure spells it
+        if status in (401, 403):
+            raise _refused(
+                what, where, f"HTTP {status} {code or ''}".strip(), status=status, code=code
+            ) from None
         verdict = classify(status, code)
+        said = (exc.message or "").split("\n")[0].strip()
+        if code == "InvalidHeaderValue" and _AZURITE_API_VERSION in said:
+            raise StorageError(
+                f"{what}: HTTP {status} {code}: Azurite says: {said}",
+                transient=False,
+                status=status,
+                code=code,
+            ) from None
         raise StorageError(
             f"{what}: HTTP {status} {code or exc.reason or ''}".strip(),
             transient=verdict == TRANSIENT,
@@ -104,7 +168,9 @@ def _translated(what: str) -> Iterator[None]:
         ) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise StorageError(
-            f"{what}: connection failed: {type(exc).__name__}", transient=True
+            f"{what}: no answer from {where.endpoint} (connection failed: {type(exc).__name__}): "
+            "is the endpoint right, and is storage (or Azurite) running and reachable?",
+            transient=True,
         ) from None
 
 
@@ -243,6 +309,13 @@ def connect(connection: Connection, **client_kwargs) -> BlobServiceClient:
         return BlobServiceClient.from_connection_string(
             connection.connection_string, **client_kwargs
         )
+    if urlsplit(connection.blob_service_uri or "").scheme.lower() != "https":
+        # azure-storage-blob refuses a token credential over plain HTTP ("Token credential is
+        # only supported with HTTPS", a ValueError): say so, naming the setting.
+        raise SettingsError(
+            f"{connection.source}: an identity signs in over https only; for the emulator set "
+            "RETIER_STORAGE=UseDevelopmentStorage=true (or its connection string)"
+        )
     # Imported here: only identity-based deployments pay azure-identity's import time.
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
@@ -262,8 +335,11 @@ class BlobStore:
 
     batch: bool | None = None  # a class default: stand-ins that subclass BlobStore inherit it
 
-    def __init__(self, client: BlobServiceClient, *, batch: bool | None = None):
+    def __init__(
+        self, client: BlobServiceClient, where: Where | None = None, *, batch: bool | None = None
+    ):
         self._client = client
+        self._where = where or Where(endpoint=self.endpoint)
         if batch is not None:
             self.batch = batch
 
@@ -271,10 +347,20 @@ class BlobStore:
     def from_connection(
         cls, connection: Connection, *, batch: bool | None = None, **client_kwargs
     ) -> BlobStore:
-        store = cls(connect(connection, **client_kwargs))
+        client = connect(connection, **client_kwargs)
+        store = cls(client)
         if batch is not None:
             store.batch = batch
+        store._where = Where(
+            endpoint=store.endpoint,
+            credential=connection.credential_text,
+            refused_hint=connection.refused_hint,
+        )
         return store
+
+    def _translated(self, what: str):
+        """Failures of the calls inside, named with this store's endpoint and credential."""
+        return _translated(what, self._where)
 
     @property
     def account_name(self) -> str:
@@ -287,20 +373,20 @@ class BlobStore:
     def get_hold(self, container: str) -> str | None:
         """The hold's note if `container` is on restore hold, else None (one request; a container
         that does not exist raises StorageError 404)."""
-        with _translated(f"read properties of {container}"):
+        with self._translated(f"read properties of {container}"):
             props = self._client.get_container_client(container).get_container_properties()
         return _split_hold(props.metadata)[0]
 
     def set_hold(self, container: str, note: str) -> None:
         client = self._client.get_container_client(container)
-        with _translated(f"set restore hold on {container}"):
+        with self._translated(f"set restore hold on {container}"):
             _, others = _split_hold(client.get_container_properties().metadata)
             client.set_container_metadata({**others, HOLD_KEY: note})
 
     def clear_hold(self, container: str) -> str | None:
         """Lift the hold; return its note (None when there was none, and then nothing is written)."""
         client = self._client.get_container_client(container)
-        with _translated(f"clear restore hold on {container}"):
+        with self._translated(f"clear restore hold on {container}"):
             hold, others = _split_hold(client.get_container_properties().metadata)
             if hold is not None:
                 client.set_container_metadata(others)
@@ -309,14 +395,14 @@ class BlobStore:
     def create_container(self, container: str) -> None:
         from azure.core.exceptions import ResourceExistsError
 
-        with _translated(f"create container {container}"):
+        with self._translated(f"create container {container}"):
             try:
                 self._client.create_container(container)
             except ResourceExistsError:
                 pass
 
     def delete_container(self, container: str) -> None:
-        with _translated(f"delete container {container}"):
+        with self._translated(f"delete container {container}"):
             self._client.delete_container(container)
 
     @property
@@ -327,7 +413,7 @@ class BlobStore:
 
     def account_information(self) -> AccountInfo:
         """SKU and kind of the account (one request; an identity needs .../blobServices/getInfo/action)."""
-        with _translated("get account information"):
+        with self._translated("get account information"):
             info = self._client.get_account_information()
         return AccountInfo(
             info.get("sku_name"), info.get("account_kind"), info.get("is_hns_enabled")
@@ -335,13 +421,13 @@ class BlobStore:
 
     def soft_delete_days(self) -> int | None:
         """Blob soft delete's retention in days (Get Blob Service Properties), None when it is off."""
-        with _translated("get blob service properties"):
+        with self._translated("get blob service properties"):
             policy = self._client.get_service_properties().get("delete_retention_policy")
         return policy.days if policy is not None and policy.enabled else None
 
     def container_state(self, container: str) -> tuple[str | None, ContainerProtection]:
         """The restore hold's note (as get_hold) and the container's immutability, in one read."""
-        with _translated(f"read properties of {container}"):
+        with self._translated(f"read properties of {container}"):
             props = self._client.get_container_client(container).get_container_properties()
         protection = ContainerProtection(
             bool(props.has_immutability_policy),
@@ -356,7 +442,7 @@ class BlobStore:
         pages = self._client.get_container_client(container).list_blobs(
             include=["versions"], results_per_page=1
         )
-        with _translated(f"list {container} with versions"):
+        with self._translated(f"list {container} with versions"):
             for page in pages.by_page():
                 for props in page:
                     return props.version_id is not None
@@ -371,7 +457,7 @@ class BlobStore:
         StorageError when it refuses (403: no role that writes blobs).
         """
         blob = self._client.get_blob_client(container, name)
-        with _translated(f"probe blob write in {container}"):
+        with self._translated(f"probe blob write in {container}"):
             try:
                 # Blob ETags are the hex of a write's timestamp ("0x8D83FACDC0C3402" in Azure's own
                 # samples): "0x0" is no blob's, so the condition fails and nothing is written.
@@ -394,7 +480,7 @@ class BlobStore:
     def walk(self, container: str) -> Iterator[BlobItem | str]:
         """The container's top level, streamed: a BlobItem per blob, the name of each "folder" ("x/")."""
         items = self._client.get_container_client(container).walk_blobs(delimiter="/")
-        with _translated(f"list {container}/ by folder"):
+        with self._translated(f"list {container}/ by folder"):
             for item in items:
                 if isinstance(item, BlobPrefix):
                     yield item.name
@@ -403,28 +489,28 @@ class BlobStore:
 
     def read_blob(self, container: str, name: str) -> StoredBlob:
         """A blob's whole content and ETag (for small blobs: dead-letter files, not volumes)."""
-        with _translated(f"read {container}/{name}"):
+        with self._translated(f"read {container}/{name}"):
             downloader = self._client.get_container_client(container).download_blob(name)
             data = downloader.readall()
         return StoredBlob(data, downloader.properties.etag)
 
     def write_blob(self, container: str, name: str, data: bytes, *, overwrite: bool = True) -> None:
         """Create or replace a small blob (with overwrite=False, create only: 409 if it exists)."""
-        with _translated(f"write {container}/{name}"):
+        with self._translated(f"write {container}/{name}"):
             self._client.get_container_client(container).upload_blob(
                 name, data, overwrite=overwrite
             )
 
     def blob_properties(self, container: str, name: str) -> BlobItem:
         """One blob's properties, tier and tier-change time included (Get Blob Properties; 404 raises)."""
-        with _translated(f"read properties of {container}/{name}"):
+        with self._translated(f"read properties of {container}/{name}"):
             props = self._client.get_blob_client(container, name).get_blob_properties()
         return _blob_item(props)
 
     def delete_blob(self, container: str, name: str, etag: str | None = None) -> None:
         """Delete a blob; with `etag`, only if it is unchanged since it was read (412 otherwise)."""
         kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
-        with _translated(f"delete {container}/{name}"):
+        with self._translated(f"delete {container}/{name}"):
             self._client.get_container_client(container).delete_blob(name, **kwargs)
 
     def list_blobs(
@@ -435,7 +521,7 @@ class BlobStore:
         pages = self._client.get_container_client(container).list_blobs(
             name_starts_with=prefix or None, include=["metadata", "copy"] if with_copy else None
         )
-        with _translated(f"list {container}/{prefix or ''}*"):
+        with self._translated(f"list {container}/{prefix or ''}*"):
             for props in pages:
                 yield _blob_item(props)
 
@@ -468,7 +554,7 @@ class BlobStore:
             if rehydrate_priority:
                 kwargs["rehydrate_priority"] = rehydrate_priority
             try:
-                with _translated(f"set tier {tier} on {len(chunk)} blobs in {container}"):
+                with self._translated(f"set tier {tier} on {len(chunk)} blobs in {container}"):
                     parts = list(
                         container_client.set_standard_blob_tier_blobs(tier, *chunk, **kwargs)
                     )
@@ -500,13 +586,12 @@ class BlobStore:
                 )
         return results
 
-    @staticmethod
     def _set_one(
-        container_client, name: str, tier: str, rehydrate_priority: str | None
+        self, container_client, name: str, tier: str, rehydrate_priority: str | None
     ) -> TierResult:
         blob = container_client.get_blob_client(name)
         try:
-            with _translated(f"set tier {tier} on {container_client.container_name}/{name}"):
+            with self._translated(f"set tier {tier} on {container_client.container_name}/{name}"):
                 blob.set_standard_blob_tier(tier, rehydrate_priority=rehydrate_priority)
         except StorageError as exc:
             if (
@@ -541,7 +626,7 @@ class BlobStore:
         if rehydrate_priority:
             kwargs["rehydrate_priority"] = rehydrate_priority
         try:
-            with _translated(f"copy {source_container}/{name} to {container}"):
+            with self._translated(f"copy {source_container}/{name} to {container}"):
                 blob.start_copy_from_url(source, metadata={COPY_KEY: source_container}, **kwargs)
         except StorageError as exc:
             if exc.status is None:

@@ -11,7 +11,10 @@ PY="$VENV/bin/python"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# bootstrap [demo]: with `demo`, only what scripts/demo runs (retier and duplicity, the `demo`
+# extra); otherwise everything the tests need too (the `dev` extra, the Function's runtime).
 bootstrap() {
+    local what="${1:-dev}"
     command -v python3 >/dev/null || die "python3 is required"
     command -v node >/dev/null || die "Node.js is required for Azurite (apt-get install nodejs npm)"
     command -v npm >/dev/null || die "npm is required for Azurite (apt-get install npm)"
@@ -20,13 +23,24 @@ bootstrap() {
         log "creating $VENV"
         python3 -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
     fi
-    local stamp="$VENV/.retier-installed"
-    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
-        log "installing Python packages into .venv (duplicity, azure-storage-blob, pytest, ...)"
-        "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-        "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt" -e "$ROOT[dev]" >&2 \
-            || die "pip install failed"
-        touch "$stamp"
+    local stamp="$VENV/.retier-installed"   # the dev install: it holds the demo's too
+    local demo_stamp="$VENV/.retier-installed-demo"
+    if _stale "$stamp"; then
+        if [ "$what" = demo ]; then
+            if _stale "$demo_stamp"; then
+                log "installing what the demo runs into .venv (retier, duplicity)"
+                "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+                "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[demo]" >&2 \
+                    || die "pip install failed"
+                touch "$demo_stamp"
+            fi
+        else
+            log "installing Python packages into .venv (duplicity, azure-storage-blob, pytest, ...)"
+            "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+            "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt" -e "$ROOT[dev]" >&2 \
+                || die "pip install failed"
+            touch "$stamp"
+        fi
     fi
     if [ ! -x "$AZURITE_BIN" ] || ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$TOOLS/node_modules/azurite/package.json" 2>/dev/null; then
         log "installing azurite@$AZURITE_VERSION into .tools"
@@ -35,10 +49,17 @@ bootstrap() {
             || die "npm install azurite@$AZURITE_VERSION failed"
     fi
     [ -x "$AZURITE_BIN" ] || die "Azurite is missing after install: $AZURITE_BIN"
-    "$PY" -c "import duplicity, azure.storage.blob, azure.functions" || die "Python packages are missing after install"
+    "$PY" -c "import duplicity, azure.storage.blob" || die "Python packages are missing after install"
     "$VENV/bin/duplicity" --version >/dev/null || die "duplicity does not run"
+    [ "$what" = demo ] && return 0
+    "$PY" -c "import azure.functions" || die "azure-functions is missing after install"
     # retier cost --chart and its tests: matplotlib, the `report` extra (in `dev` too)
     "$PY" -c "import matplotlib" || die "matplotlib is missing after install (the report extra)"
+}
+
+# Whether an install stamp is missing or older than what it installed from.
+_stale() {
+    [ ! -f "$1" ] || [ "$ROOT/pyproject.toml" -nt "$1" ] || [ "$ROOT/requirements.txt" -nt "$1" ]
 }
 
 # What only the tests need on top of bootstrap (the demo does not): checkov, azure-cli and par2.

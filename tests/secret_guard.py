@@ -15,6 +15,9 @@ status 1) if any of them contained:
 - a connection string's key or token field: `AccountKey=`, `SharedAccessSignature=`;
 - a SAS signature: `sig=` followed by a signature-length base64 value.
 
+- a secret a test planted with `plant()` (a made-up key or SAS put into a setting on purpose,
+  to prove no error path repeats it).
+
 The report names the test, the logger and the kind of secret, and never prints the secret.
 tests/test_secret_guard.py runs it on a session with deliberate leaks, in a subprocess.
 """
@@ -109,6 +112,13 @@ _GUARD = Guard()
 _STATE: dict = {}
 
 
+def plant(*secrets: str) -> None:
+    """Watch for these secrets too, for the rest of the session: a test that puts a made-up key in
+    a setting plants it, and any log record or CLI output that repeats it fails the session."""
+    known = set(_GUARD.secrets) | {s for s in secrets if s}
+    _GUARD.secrets = sorted(known, key=len, reverse=True)
+
+
 def _level_without_guard(name: str) -> int:
     """The effective level `name` would have if the guard had not lowered any logger."""
     logger: logging.Logger | None = logging.getLogger(name)
@@ -129,7 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
     secrets = [AZURITE_KEY]
     for name in CONNECTION_ENV:
         secrets += keys_in(os.environ.get(name, ""))
-    _GUARD.secrets = sorted(set(secrets), key=len, reverse=True)
+    plant(*secrets)
     handler = _GuardHandler(_GUARD)
     logging.getLogger().addHandler(handler)
     _STATE.update(handler=handler, saved=[])

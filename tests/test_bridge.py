@@ -533,10 +533,10 @@ def test_the_cli_parser_does_not_load_azure_eventgrid():
     "args",
     [
         [],
-        ["--container", "c", "--max-attempts", "0"],
-        ["--container", "c", "--max-attempts", "31"],
-        ["--container", "c", "--backoff-scale", "-1"],
-        ["--container", "c", "--interval", "0"],
+        ["--container", "backups", "--max-attempts", "0"],
+        ["--container", "backups", "--max-attempts", "31"],
+        ["--container", "backups", "--backoff-scale", "-1"],
+        ["--container", "backups", "--interval", "0"],
     ],
 )
 def test_cli_bad_usage_exits_2(run_retier, args):

@@ -163,3 +163,147 @@ def test_handle_event_exit_2_for_a_malformed_event_in_the_batch(
     )
     assert proc.returncode == 2
     assert lines(proc.stdout)[0]["status"] == "invalid"
+
+
+# What `retier` runs in a fresh interpreter, then reports whether the storage SDK was loaded.
+_COLD = """
+import sys
+from retier.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("storage SDK loaded" if "azure.storage.blob" in sys.modules else "light", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["classify", VOLS[0]], ["--help"], ["sweep", "--help"]])
+def test_classify_and_help_do_not_load_the_storage_sdk(argv):
+    """Issue 18's debt: exception classes live in retier.errors, so a name check stays light."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _COLD, *argv], capture_output=True, text=True, check=False
+    )
+    assert proc.stderr.strip().splitlines()[-1] == "light", proc.stderr
+
+
+# -- the CLI's conventions (issue 15 item 5) ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, verbose, quiet",
+    [
+        (["sweep", "--container", "backups"], False, False),
+        (["-v", "sweep", "--container", "backups"], True, False),
+        (["sweep", "--container", "backups", "-v"], True, False),
+        (["sweep", "--verbose", "--container", "backups"], True, False),
+        (["-q", "cost", "--container", "backups"], False, True),
+        (["cost", "--container", "backups", "--quiet"], False, True),
+        (["classify", "x", "-q"], False, True),
+    ],
+)
+def test_verbose_and_quiet_are_accepted_before_or_after_the_command(argv, verbose, quiet):
+    from retier.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.verbose, args.quiet) == (verbose, quiet)
+
+
+def test_every_command_takes_the_common_options_and_storage_commands_the_connection():
+    from retier.cli import NO_STORAGE, build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, parser in sub.choices.items():
+        options = {o for a in parser._actions for o in a.option_strings}
+        assert {"-v", "--verbose", "-q", "--quiet"} <= options, name
+        assert ("--connection-string" in options) == (name not in NO_STORAGE), name
+        assert ("--account-url" in options) == (name not in NO_STORAGE), name
+
+
+@pytest.mark.azurite
+def test_the_connection_can_come_from_a_flag_or_standard_input(
+    container, azurite_connection_string, run_retier
+):
+    typed = run_retier(
+        "sweep",
+        "--container",
+        container,
+        "--dry-run",
+        "--connection-string",
+        azurite_connection_string,
+    )
+    assert typed.returncode == 0, typed.stderr
+    assert typed.stdout.startswith(f"{container}: 0 blobs listed")
+    assert "stays in your shell history" in typed.stderr  # decided: accepted, with a warning
+
+    piped = run_retier(
+        "sweep",
+        "--container",
+        container,
+        "--dry-run",
+        "--connection-string",
+        "-",
+        stdin=azurite_connection_string + "\n",
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith(f"{container}: 0 blobs listed")
+    assert "shell history" not in piped.stderr
+
+    both = run_retier(
+        "sweep",
+        "--container",
+        container,
+        "--connection-string",
+        "-",
+        "--account-url",
+        "https://acct.blob.core.windows.net",
+    )
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_help_topics_and_command_help(run_retier):
+    index = run_retier("help")
+    assert index.returncode == 0
+    for topic in ("settings", "exit-codes", "containers", "credentials", "completion"):
+        assert f"  {topic} " in index.stdout
+    codes = run_retier("help", "exit-codes")
+    assert codes.returncode == 0 and "2  bad usage or bad input" in codes.stdout
+    sweep = run_retier("help", "sweep")
+    assert sweep.returncode == 0 and "usage: retier sweep" in sweep.stdout
+    unknown = run_retier("help", "frobnicate")
+    assert unknown.returncode == 2 and "no help topic 'frobnicate'" in unknown.stderr
+
+
+def _complete(script: str, *words: str) -> list[str]:
+    """What bash offers after `words` (the last one being typed), with the generated script."""
+    import subprocess
+
+    array = " ".join(f"'{w}'" for w in ("retier", *words))
+    probe = (
+        f"{script}\nCOMP_WORDS=({array}); COMP_CWORD={len(words)}; _retier; "
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_bash_completion_offers_commands_options_and_choices(run_retier):
+    proc = run_retier("completion", "bash")
+    assert proc.returncode == 0
+    script = proc.stdout
+    assert _complete(script, "sw") == ["sweep"]
+    assert "restore-plan" in _complete(script, "re")
+    assert _complete(script, "rehydrate", "--priority", "") == ["Standard", "High"]
+    assert _complete(script, "-v", "sweep", "--dr") == ["--dry-run"]
+    assert _complete(script, "--connection-string", "x", "sweep", "--y") == ["--yes"]
+    assert _complete(script, "completion", "z") == ["zsh"]
+    assert "--connection-string" in _complete(script, "cost", "--con")
+
+
+def test_zsh_completion_is_the_same_function_through_bashcompinit(run_retier):
+    bash = run_retier("completion", "bash").stdout
+    zsh = run_retier("completion", "zsh")
+    assert zsh.returncode == 0
+    assert zsh.stdout.startswith("#compdef retier\n")
+    assert "autoload -U +X bashcompinit && bashcompinit\n" in zsh.stdout
+    assert zsh.stdout.endswith(bash)

@@ -125,6 +125,11 @@ def test_format_money_keeps_small_amounts_readable():
     assert costs.format_money(12.345, "USD") == "12.35 USD"
     assert costs.format_money(0.000123456, "USD") == "0.000123 USD"
     assert costs.format_money(0, "EUR") == "0.00 EUR"
+    # money, never scientific notation (issue 15 item 7, issue 18's debt)
+    assert costs.format_money(7.92e-05, "USD") == "0.0000792 USD"
+    assert costs.format_money(-6.2e-05, "USD") == "-0.0000620 USD"
+    assert costs.format_money(0.00999, "USD") == "0.00999 USD"
+    assert "e" not in costs.format_money(3.1e-11, "USD").split()[0]
 
 
 # -- the Cool-then-Archive trap in the sweep's planner (pure) --------------------------------------

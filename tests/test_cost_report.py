@@ -318,7 +318,7 @@ def test_cost_model_json_and_text(run_retier):
             ],
             "source-gb",
         ),
-        (["cost", "--model", "--container", "x", "--source-gb", "5"], "separate"),
+        (["cost", "--model", "--container", "backups", "--source-gb", "5"], "separate"),
     ],
 )
 def test_cost_bad_usage_exits_2(args, message, run_retier):

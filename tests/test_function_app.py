@@ -228,6 +228,7 @@ def test_a_cold_start_imports_only_what_an_event_needs():
     ).stdout.split()
     assert [m for m in loaded if m.split(".")[0] == "retier"] == [
         "retier",
+        "retier.errors",
         "retier.events",
         "retier.functions",
         "retier.names",

@@ -15,6 +15,7 @@ from secret_guard import AZURITE_KEY
 TESTS = Path(__file__).resolve().parent
 OWN_KEY = "c2VjcmV0LWtleS1vZi10aGlzLWFjY291bnQ="  # stands for a real account's key
 SIGNATURE = "A" * 43 + "%3D"
+PLANTED = "cGxhbnRlZC1ieS1hLXRlc3QtaW4tYS1zZXR0aW5n"  # a made-up key a test puts in a setting
 
 CONFTEST = """
 import subprocess, sys
@@ -45,6 +46,12 @@ def test_the_configured_accounts_own_key_on_its_own():
 
 def test_a_cli_that_prints_a_connection_string(run_retier):
     run_retier("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Zm9v")
+
+def test_a_planted_secret_repeated_in_an_error(run_retier):
+    from secret_guard import plant
+
+    plant("{PLANTED}")
+    run_retier("retier: RETIER_STORAGE__blobServiceUri={PLANTED} is not a URL")
 
 def test_an_exception_logged_with_its_message():
     try:
@@ -88,20 +95,21 @@ def test_a_session_that_leaks_fails_and_names_every_leak_without_repeating_it(tm
     done = _session(tmp_path, LEAKY_TESTS)
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
-    assert "5 passed" in out  # every test passed: the guard alone failed the session
+    assert "6 passed" in out  # every test passed: the guard alone failed the session
     report = [line for line in out.splitlines() if " in test_inner.py::" in line]
     found = {(line.split(" in ")[0], line.split("::")[1].split(":")[0]) for line in report}
     assert found >= {
         ("account key", "test_a_debug_record_with_the_emulator_key"),
         ("SAS signature (sig=)", "test_an_sdk_record_with_a_sas_url"),
         ("account key", "test_the_configured_accounts_own_key_on_its_own"),
+        ("account key", "test_a_planted_secret_repeated_in_an_error"),
         ("connection string field AccountKey=", "test_a_cli_that_prints_a_connection_string"),
         (
             "connection string field SharedAccessSignature=",
             "test_an_exception_logged_with_its_message",
         ),
     }
-    for secret in (AZURITE_KEY, OWN_KEY, SIGNATURE, "Zm9v"):
+    for secret in (AZURITE_KEY, OWN_KEY, SIGNATURE, "Zm9v", PLANTED):
         assert secret not in out
     assert "secret guard: " in out and "session failed" in out
 

@@ -75,7 +75,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     # Only listing is needed: the connection, not a service (the CLI may use duplicity's variable).
     settings = load_settings(allow_duplicity_env=True)
     store = BlobStore.from_connection(settings.require_connection())
-    containers = [c.lower() for c in args.container]
+    containers = list(args.container)  # checked by the CLI's parser: never lowered silently
 
     def report(attempt) -> None:
         if args.json:

@@ -17,6 +17,19 @@ class UsageError(Exception):
     """Bad arguments or input: exit code 2 with a one-line message."""
 
 
+def warn_secret_on_command_line(option: str, value: str, instead: str) -> None:
+    """A key typed as an argument stays in shell history and shows in `ps`: accepted (the user
+    chose it), with this warning once per run. Never repeats the value."""
+    from retier.errors import is_plain
+
+    if value != "-" and not is_plain(value) and not value.lower().startswith("https://"):
+        print(
+            f"retier: warning: a secret given to {option} on the command line stays in your shell "
+            f"history and shows in `ps`; prefer {instead}",
+            file=sys.stderr,
+        )
+
+
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, sort_keys=False) + "\n")
 

@@ -41,7 +41,8 @@ the container report (--container):
     "still to move" and the unfinished sets are exactly `retier sweep --dry-run`'s
   - when a blob reached its tier: its AccessTierChangeTime, else its creation time; moving on
     from a tier inherited from the account's default pays no early deletion
-  - retier's own cost: sets a month from the manifests' times (one a day with fewer than two),
+  - retier's own cost: sets a month from --sets-per-day, else from the manifests' times when
+    they span a day or more (one a day assumed otherwise: a young container has no cadence),
     volumes and blobs per finished set from the listing, priced as in the model below
 
 """
@@ -128,20 +129,40 @@ def _print_report(report) -> None:
             f"{' (abandoned? `duplicity cleanup` removes it)' if u.abandoned(report.now) else ''}\n"
         )
     rc = report.running_cost()
-    spm = report.sets_per_month()
-    cadence = (
-        f"{spm:.1f} sets/month from the manifests"
-        if spm is not None
-        else "one set a day assumed (fewer than two finished sets)"
-    )
     out(
-        f"  retier itself, for {cadence}, {rc.volumes_per_set:.1f} volumes each: "
+        f"  retier itself, for {_cadence_text(report)}, {rc.volumes_per_set:.1f} volumes each: "
         f"~{format_money(rc.total, cur)}/month ({rc.requests.writes:,.0f} tier changes, "
         f"{rc.requests.lists:,.0f} listings: {format_money(rc.storage_operations, cur)}; Event Grid "
         f"{rc.event_grid_operations:,.0f} operations: {format_money(rc.event_grid, cur)}; "
         f"{rc.executions:,.0f} Function executions: {format_money(rc.functions, cur)}"
         f"{' (inside the free grant)' if rc.functions == 0 and rc.executions else ''})\n"
     )
+
+
+def _cadence_text(report) -> str:
+    """How many sets a month retier's own cost assumes, and why: never a rate from seconds."""
+    from retier.report import FEW, GIVEN, MEASURED
+
+    per_month, basis = report.cadence()
+    if basis == GIVEN:
+        return f"{report.sets_per_day:g} set(s) a day (--sets-per-day)"
+    if basis == MEASURED:
+        return f"{per_month:.1f} sets/month from the manifests"
+    if basis == FEW:
+        return "one set a day assumed (fewer than two finished sets; --sets-per-day N gives yours)"
+    return (
+        f"one set a day assumed (the finished sets span {_span(report.span_days())}: too young "
+        "to measure a cadence; --sets-per-day N gives yours)"
+    )
+
+
+def _span(days: float) -> str:
+    seconds = days * 86400
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _cost_containers(args) -> int:
@@ -155,7 +176,7 @@ def _cost_containers(args) -> int:
     if not containers:
         raise UsageError("name a container with --container (or set RETIER_CONTAINERS), or --model")
     if args.chart:
-        _require_chart()
+        _require_chart(args.chart)
     reports = []
     for container in containers:
         progress = Progress(container, enabled=not args.json and sys.stderr.isatty())
@@ -165,6 +186,7 @@ def _cost_containers(args) -> int:
             service.settings,
             prices,
             progress=lambda plan, p=progress: p(plan, None),
+            sets_per_day=args.sets_per_day,
         )
         progress.close()
         reports.append(report)
@@ -173,7 +195,7 @@ def _cost_containers(args) -> int:
     if args.chart:
         from retier.chart import container_chart
 
-        container_chart(reports, args.chart)
+        _write_chart(container_chart, reports, args.chart)
         if not args.json:
             print(f"chart: {args.chart}")
     if args.json:
@@ -262,12 +284,12 @@ def _cost_model(args) -> int:
     except ModelError as exc:
         raise UsageError(str(exc)) from None
     if args.chart:
-        _require_chart()
+        _require_chart(args.chart)
     result = run_model(schedule, load_prices())
     if args.chart:
         from retier.chart import model_chart
 
-        model_chart(result, args.chart)
+        _write_chart(model_chart, result, args.chart)
     if args.json:
         print_json(result.to_dict())
     else:
@@ -277,13 +299,31 @@ def _cost_model(args) -> int:
     return EXIT_OK
 
 
-def _require_chart() -> None:
+def _require_chart(path: str) -> None:
+    """Before any work: the chart can be drawn, and written where asked (no traceback after the
+    report for a directory that does not exist)."""
+    import os
+
     from retier.chart import ChartUnavailable, require
 
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--chart {path}: is a directory; name a .png file in it")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--chart {path}: no directory {folder} to write it in")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--chart {path}: cannot write in {folder} (permission denied)")
     try:
         require()
     except ChartUnavailable as exc:
         raise UsageError(str(exc)) from None
+
+
+def _write_chart(draw, what, path: str) -> None:
+    try:
+        draw(what, path)
+    except OSError as exc:
+        raise UsageError(f"--chart {path}: cannot write it: {exc.strerror}") from None
 
 
 MODEL_OPTIONS = (
@@ -299,6 +339,11 @@ MODEL_OPTIONS = (
 def cmd_cost(args: argparse.Namespace) -> int:
     if args.model and args.container:
         raise UsageError("--model and --container are separate questions: give one")
+    if args.sets_per_day is not None:
+        if args.model:
+            raise UsageError("--sets-per-day is for --container; --model assumes a backup a day")
+        if not 0 < args.sets_per_day <= 1440:
+            raise UsageError("--sets-per-day must be more than 0 (e.g. 1, or 0.14 for weekly)")
     given = [o for o in MODEL_OPTIONS if getattr(args, o) is not None]
     if given and not args.model:
         raise UsageError(f"--{given[0].replace('_', '-')} describes a schedule: add --model")
@@ -397,6 +442,13 @@ def register(sub) -> None:
         "--container",
         action="append",
         help="a container to report on (repeatable; default: RETIER_CONTAINERS)",
+    )
+    p.add_argument(
+        "--sets-per-day",
+        type=float,
+        metavar="N",
+        help="--container: your backup schedule, for retier's own cost (default: measured from "
+        "the manifests when they span a day or more, else one a day)",
     )
     p.add_argument("--model", action="store_true", help="model a schedule instead of a container")
     p.add_argument("--source-gb", type=float, help="--model: size of the backed-up data, GB")

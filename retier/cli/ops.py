@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from retier.cli.common import make_service, print_json
+from retier.cli.common import make_service, print_json, warn_secret_on_command_line
 
 # The choices of `doctor --only`, as retier.doctor.ONLY_CHOICES (kept here so `--help` does not
 # import the storage SDK through retier.doctor).
@@ -42,6 +42,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     service = make_service()
     store = service.store  # the backup account, unless the dead letters live elsewhere
     if args.dead_letter_storage is not None:
+        warn_secret_on_command_line(
+            "--dead-letter-storage", args.dead_letter_storage, "a URL with your Azure sign-in"
+        )
         store = BlobStore.from_connection(dead_letter_connection(args.dead_letter_storage))
     summary = Summary()
     for result in replay(store, args.dead_letter_container, service, dry_run=args.dry_run):

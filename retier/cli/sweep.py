@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from datetime import datetime, timezone
@@ -16,6 +17,9 @@ from retier.cli.common import (
     make_service,
     print_json,
 )
+
+# retier.sweep's log line for a container whose sweep stopped (the report prints the same).
+STOP_LOG_MESSAGE = "sweep of %s stopped: %s"
 
 
 class Progress:
@@ -136,7 +140,24 @@ def _print_early_deletion(plan, out, dry_run: bool) -> None:
         )
 
 
+class _StopSaidOnStdout(logging.Filter):
+    """The sweep logs a stop for the Function's log; here the report already prints it: once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != STOP_LOG_MESSAGE
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    sweep_log = logging.getLogger("retier.sweep")
+    said_once = _StopSaidOnStdout()
+    sweep_log.addFilter(said_once)
+    try:
+        return _sweep(args)
+    finally:
+        sweep_log.removeFilter(said_once)
+
+
+def _sweep(args: argparse.Namespace) -> int:
     from retier.costs import load_prices
     from retier.sweep import sweep_container
 
@@ -147,6 +168,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("name a container with --container (or set RETIER_CONTAINERS)")
     reports = []
     for container in containers:
+        if (
+            not args.dry_run
+            and not args.yes
+            and not _charges_accepted(args, service, container, prices)
+        ):
+            continue
         progress = Progress(
             container, enabled=not args.json and not args.no_progress and sys.stderr.isatty()
         )
@@ -170,6 +197,40 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in reports) else EXIT_RETRY
 
 
+def _charges_accepted(args, service, container: str, prices: dict) -> bool:
+    """Money is spent only when the user said so: a move charged an early deletion is asked for
+    (as rehydrate asks), refused without --yes when no one is at a terminal.
+
+    Finding out takes a dry run first (one listing more; --yes skips it). The answer covers the
+    moves that dry run found; the sweep that follows moves what it finds then.
+    """
+    from retier.costs import format_money
+    from retier.sweep import sweep_container
+
+    plan = sweep_container(
+        service.store, container, service.settings, dry_run=True, prices=prices
+    ).plan
+    if plan is None or not plan.early_deletion.count:
+        return True  # nothing charged (or an error the sweep itself will report)
+    charge = format_money(plan.early_deletion_charge, plan.currency)
+    what = (
+        f"{container}: {plan.early_deletion.count:,} of the planned moves leave a tier before its "
+        f"minimum days and are charged an early deletion of ~{charge}"
+    )
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{what}: confirm with --yes when not at a terminal (or wait until their minimum "
+            "days are over; `retier sweep --dry-run` lists them)"
+        )
+    out = sys.stderr.write
+    _print_early_deletion(plan, out, dry_run=True)
+    answer = input(f"{what}. Move them now? [y/N] ")
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print(f"{container}: nothing done (the charged moves wait; `retier sweep --yes` makes them)")
+    return False
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "sweep",
@@ -177,6 +238,8 @@ def register(sub) -> None:
         description="List each container once and make the Function's decisions over every blob: volumes of finished "
         "sets go to RETIER_VOLUME_TIER, metadata only if RETIER_METADATA_TIER asks, unfinished sets and unrecognised "
         "names are reported and never touched, nothing moves warmer, a container on restore hold is left alone. "
+        "A move charged an early deletion (a tier left before its minimum days) is asked for first; --yes skips "
+        "the question, and without a terminal the sweep refuses such moves unless --yes. "
         "Exit 0 when all is done, 1 when some blobs failed (listed at the end), 2 for bad usage.",
         epilog="examples:\n  retier sweep --container backups --dry-run      # see the plan first; changes nothing\n"
         "  retier sweep --container backups\n  retier sweep --container a --container b --json",
@@ -187,6 +250,12 @@ def register(sub) -> None:
         help="a container to sweep (repeatable; default: RETIER_CONTAINERS)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="make moves that are charged an early deletion without asking (asked otherwise; "
+        "refused without --yes when not at a terminal)",
+    )
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--workers", type=int, default=4, help="batches in flight (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")

@@ -27,8 +27,8 @@ ARGS = ["--resource-group", "retier-rg", "--storage-account", "mybackups", "--co
 ACCOUNT_ID = account_id({"account": "mybackups", "backup_rg": "rg-backups"})
 # Parameters and outputs that the infra branch adds to infra/main.json (issues 14 and 16); until it
 # is merged, the template here lacks them. Once merged, these sets may be emptied.
-INFRA_PENDING_PARAMETERS = {"identityRole", "alertEmail"}
-INFRA_PENDING_OUTPUTS = {"identityRole"}
+INFRA_PENDING_PARAMETERS: set[str] = set()
+INFRA_PENDING_OUTPUTS: set[str] = set()
 
 
 class Run:

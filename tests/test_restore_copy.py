@@ -463,3 +463,41 @@ def test_completion_events_log_one_restore_ready_line(
     ]
     assert outcomes[2].status == IGNORED  # a hint only: nothing else is done for it
     assert {i.tier for i in store.list_blobs(restore_container)} == {"Hot"}
+
+
+def test_rehydrate_warns_when_a_lifecycle_rule_would_archive_the_volumes_again(
+    archived, container, azurite_connection_string, run_retier, tmp_path
+):
+    store, _ = archived
+    env = env_for(azurite_connection_string)
+    loop = {
+        "name": "archive-old",
+        "enabled": True,
+        "type": "Lifecycle",
+        "definition": {
+            "filters": {"blobTypes": ["blockBlob"], "prefixMatch": [f"{container}/duplicity-"]},
+            "actions": {"baseBlob": {"tierToArchive": {"daysAfterModificationGreaterThan": 1}}},
+        },
+    }
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"policy": {"rules": [loop]}}))
+    dry = run_retier(
+        "rehydrate", "--container", container, "--in-place", "--dry-run",
+        "--lifecycle-policy", str(policy), env=env,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert "lifecycle rule 'archive-old'" in dry.stderr
+    assert f"--copy-to {container}-restore" in dry.stderr  # the way the rule cannot undo
+    assert {i.tier for i in store.list_blobs(container) if i.name in VOLUMES} == {"Archive"}
+    harmless = tmp_path / "none.json"
+    harmless.write_text(json.dumps({"rules": []}))
+    quiet = run_retier(
+        "rehydrate", "--container", container, "--dry-run", "--lifecycle-policy", str(harmless),
+        env=env,
+    )  # fmt: skip
+    assert quiet.returncode == 0 and "lifecycle rule" not in quiet.stderr
+    bad = run_retier(
+        "rehydrate", "--container", container, "--dry-run", "--lifecycle-policy",
+        str(tmp_path / "missing.json"), env=env,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--lifecycle-policy" in bad.stderr

@@ -193,6 +193,26 @@ def _say(args, text: str) -> None:
     print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
 
 
+def _warn_lifecycle(path, container, settings, prices, way) -> None:
+    """Before a rehydration: the lifecycle rules that would undo it, on stderr (issues 16 and 17)."""
+    from retier import lifecycle
+    from retier.restore import IN_PLACE
+
+    try:
+        rules = lifecycle.load_policy(path)
+    except lifecycle.PolicyError as exc:
+        raise UsageError(f"--lifecycle-policy: {exc}") from None
+    findings = lifecycle.restore_warnings(rules, container, settings, prices=prices)
+    for finding in findings:
+        print(f"warning: lifecycle rule {finding.rule!r}: {finding.message}", file=sys.stderr)
+    if findings and way == IN_PLACE:
+        print(
+            "warning: rehydrated in place, the volumes may be archived again by the rule(s) above; "
+            f"--copy-to {container}-restore leaves them archived and restores from a copy",
+            file=sys.stderr,
+        )
+
+
 def cmd_rehydrate(args: argparse.Namespace) -> int:
     from retier.costs import load_prices
     from retier.restore import (
@@ -223,6 +243,8 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
     if dest:  # before asking: a container that cannot take the copies stops here
         check_restore_container(service.store, plan.container, dest, service.settings.containers)
     estimate = ways[way]
+    if args.lifecycle_policy:
+        _warn_lifecycle(args.lifecycle_policy, plan.container, service.settings, prices, way)
     if not args.json:
         _print_plan(plan, prices, args.to, args.online_days)
     how = f"by copy into {dest}" if dest else "in place (on restore hold)"
@@ -670,6 +692,12 @@ def register(sub) -> None:
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+    p.add_argument(
+        "--lifecycle-policy",
+        metavar="FILE",
+        help="the account's lifecycle policy (`az storage account management-policy show` > FILE): "
+        "warn before rehydrating when a rule would archive the volumes again",
+    )
     p.set_defaults(func=cmd_rehydrate)
 
     p = sub.add_parser(

@@ -40,12 +40,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retier import costs, eventgrid, names
+from retier.errors import StorageError
 from retier.names import Kind
 from retier.settings import Settings
-from retier.storage import BlobItem, BlobStore, StorageError
+
+if TYPE_CHECKING:  # `retier probe --help` and the CLI's parser load no Storage SDK
+    from retier.storage import BlobItem, BlobStore
 
 logger = logging.getLogger(__name__)
 

@@ -175,7 +175,7 @@ def test_bad_usage_exits_2_with_a_message(run_retier, azurite_connection_string,
         run = run_retier("probe", "--container", container, *args, env=env)
         assert run.returncode == 2 and says in run.stderr, run.stderr
     bad_name = run_retier("probe", "--container", "no_such--name", env=env)
-    assert bad_name.returncode == 2 and "not a valid container name" in bad_name.stderr
+    assert bad_name.returncode == 2 and "did you mean 'no-such-name'" in bad_name.stderr
     ignored = run_retier(
         "probe", "--container", container, env={**env, "RETIER_CONTAINERS": "backups,other"}
     )

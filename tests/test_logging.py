@@ -3,13 +3,12 @@ dumps, and exactly one `retier-sweep-summary` record per reconciliation run."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 
 import azure.functions as func
 import pytest
-from test_function_app import _functions
+from test_function_app import _functions, _grid_event
 
 from retier.functions import SDK_HTTP_LOGGER, SUMMARY_TOKEN, service_from_environment
 
@@ -22,23 +21,6 @@ SIGS = f"duplicity-full-signatures.{T}.sigtar.gpg"
 def _user_function(name):
     # get_functions() indexes the app and may run only once per app object: share the one index.
     return _functions()[name].get_user_function()
-
-
-def _manifest_event(container, base_url):
-    return func.EventGridEvent(
-        id="e-log",
-        data={
-            "api": "PutBlob",
-            "contentLength": 10,
-            "blobType": "BlockBlob",
-            "url": f"{base_url}/{container}/{MANIFEST}",
-        },
-        topic="/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
-        subject=f"/blobServices/default/containers/{container}/blobs/{MANIFEST}",
-        event_type="Microsoft.Storage.BlobCreated",
-        event_time=datetime.datetime(2024, 1, 1, 2, 3, 5, tzinfo=datetime.timezone.utc),
-        data_version="",
-    )
 
 
 class _Timer(func.TimerRequest):
@@ -64,12 +46,11 @@ def _manifest_event_records(blob_service, container, caplog):
     client = blob_service.get_container_client(container)
     for name in [*VOLS, SIGS, MANIFEST]:
         client.upload_blob(name, b"data")
+    handler = _user_function("retier_blob_created")  # indexing the app logs once, before
     caplog.clear()
     # The worker's root logger passes Information on (its handler forwards it to the host).
     with caplog.at_level(logging.INFO):
-        _user_function("retier_blob_created")(
-            _manifest_event(container, blob_service.url.rstrip("/"))
-        )
+        handler(_grid_event(container, MANIFEST, blob_service.url.rstrip("/")))
     assert {b.name: b.blob_tier for b in client.list_blobs()}[VOLS[0]] == "Cold"
     return _worker_records(caplog)
 
@@ -79,8 +60,8 @@ def test_a_manifest_event_logs_one_outcome_line_and_one_per_moved_volume_and_no_
     blob_service, container, function_env, caplog
 ):
     records = _manifest_event_records(blob_service, container, caplog)
-    assert [r.name for r in records if not r.name.startswith("retier")] == []
-    outcome = [r.getMessage() for r in records if r.getMessage().startswith("event e-log ")]
+    assert [(r.name, r.getMessage()) for r in records if not r.name.startswith("retier")] == []
+    outcome = [r.getMessage() for r in records if r.getMessage().startswith("event e-1 ")]
     assert len(outcome) == 1 and "status=handled moved=2" in outcome[0]
     moved = sorted(r.getMessage() for r in records if "-> Cold" in r.getMessage())
     assert [m.split()[0] for m in moved] == VOLS

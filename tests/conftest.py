@@ -157,3 +157,19 @@ def run_retier():
         )
 
     return run
+
+
+@pytest.fixture
+def function_env(monkeypatch, azurite_connection_string):
+    """The function's settings, as `func start` would read them from local.settings.json: storage
+    on Azurite, every other RETIER_* setting unset (each test sets what it needs)."""
+    from retier.functions import service_from_environment
+    from retier.settings import ALL_SETTINGS, STORAGE
+
+    monkeypatch.setenv(STORAGE, azurite_connection_string)
+    for name in ALL_SETTINGS:
+        if name != STORAGE:
+            monkeypatch.delenv(name, raising=False)
+    service_from_environment.cache_clear()
+    yield monkeypatch
+    service_from_environment.cache_clear()

@@ -40,7 +40,6 @@ from retier.bridge import (
     diff,
 )
 from retier.eventgrid import strip_dead_letter_fields
-from retier.functions import service_from_environment
 from retier.storage import BlobItem
 
 T1 = "20240101T020304Z"
@@ -96,23 +95,6 @@ def _blob_of(event: dict) -> str:
 @pytest.fixture(scope="module")
 def functions():
     return load_functions()
-
-
-@pytest.fixture
-def function_env(monkeypatch, azurite_connection_string):
-    """The function's settings, as `func start` would read them from local.settings.json."""
-    monkeypatch.setenv("RETIER_STORAGE", azurite_connection_string)
-    for name in (
-        "RETIER_VOLUME_TIER",
-        "RETIER_METADATA_TIER",
-        "RETIER_CONTAINERS",
-        "RETIER_FILE_PREFIX_ARCHIVE",
-        "RETIER_FILE_PREFIX_MANIFEST",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    service_from_environment.cache_clear()
-    yield monkeypatch
-    service_from_environment.cache_clear()
 
 
 @pytest.fixture

@@ -67,16 +67,6 @@ def _grid_event(container: str, blob: str, port_url: str) -> func.EventGridEvent
     )
 
 
-@pytest.fixture
-def function_env(monkeypatch, azurite_connection_string):
-    monkeypatch.setenv("RETIER_STORAGE", azurite_connection_string)
-    for name in ("RETIER_VOLUME_TIER", "RETIER_METADATA_TIER", "RETIER_CONTAINERS"):
-        monkeypatch.delenv(name, raising=False)
-    service_from_environment.cache_clear()
-    yield monkeypatch
-    service_from_environment.cache_clear()
-
-
 @pytest.mark.azurite
 def test_registered_function_archives_the_sets_volumes_on_a_manifest_event(
     blob_service, container, function_env

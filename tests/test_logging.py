@@ -27,16 +27,6 @@ class _Timer(func.TimerRequest):
     past_due = False
 
 
-@pytest.fixture
-def function_env(monkeypatch, azurite_connection_string):
-    monkeypatch.setenv("RETIER_STORAGE", azurite_connection_string)
-    for name in ("RETIER_VOLUME_TIER", "RETIER_METADATA_TIER", "RETIER_CONTAINERS"):
-        monkeypatch.delenv(name, raising=False)
-    service_from_environment.cache_clear()
-    yield monkeypatch
-    service_from_environment.cache_clear()
-
-
 def _worker_records(caplog):
     """What the worker would forward: every record at Information or above, any logger."""
     return [r for r in caplog.records if r.levelno >= logging.INFO]

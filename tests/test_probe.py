@@ -31,7 +31,6 @@ from retier import names
 from retier.bridge import Bridge
 from retier.costs import early_deletion_for_days, load_prices
 from retier.emulate import blob_created_event
-from retier.functions import service_from_environment
 from retier.names import Kind
 from retier.probe import (
     CANARY_PREFIX,
@@ -222,23 +221,6 @@ def test_a_missing_container_fails_the_upload_step(run_retier, azurite_connectio
 
 
 # -- the path on Azurite, with the real function behind a bridge -------------------------------
-
-
-@pytest.fixture
-def function_env(monkeypatch, azurite_connection_string):
-    """The function's settings, as `func start` would read them."""
-    monkeypatch.setenv("RETIER_STORAGE", azurite_connection_string)
-    for name in (
-        "RETIER_VOLUME_TIER",
-        "RETIER_METADATA_TIER",
-        "RETIER_CONTAINERS",
-        "RETIER_FILE_PREFIX_ARCHIVE",
-        "RETIER_FILE_PREFIX_MANIFEST",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    service_from_environment.cache_clear()
-    yield monkeypatch
-    service_from_environment.cache_clear()
 
 
 @contextlib.contextmanager

@@ -51,7 +51,9 @@ def azurite_binary() -> str:
 
 
 @contextmanager
-def start_azurite(port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def start_azurite(
+    port: int, env: dict[str, str] | None = None, *, skip_api_version_check: bool = True
+) -> Iterator[None]:
     """An in-memory Azurite on 127.0.0.1:`port` until the block ends; failing to start fails the test."""
     proc = subprocess.Popen(
         [
@@ -61,7 +63,7 @@ def start_azurite(port: int, env: dict[str, str] | None = None) -> Iterator[None
             "--blobPort",
             str(port),
             "--inMemoryPersistence",
-            "--skipApiVersionCheck",
+            *(["--skipApiVersionCheck"] if skip_api_version_check else []),
             "--disableTelemetry",
             "--silent",
         ],

@@ -4,6 +4,7 @@ no secret (issue 15). Each case runs the real `python -m retier` in a subprocess
 from __future__ import annotations
 
 import pytest
+from conftest import free_port
 from secret_guard import plant
 
 # A made-up account key with the shape of Azure's (88 characters of base64): planted in settings,
@@ -239,7 +240,7 @@ def test_a_closed_port_names_the_endpoint_in_every_command(run_retier):
 def test_no_azure_sign_in_is_one_line_naming_the_credentials_tried(tmp_path, run_retier):
     # No az, no PowerShell, no azd on PATH, no token cache in HOME: DefaultAzureCredential finds
     # nothing, as on a machine where nobody signed in.
-    url = f"https://127.0.0.1:{_free_port()}/devstoreaccount1"
+    url = f"https://127.0.0.1:{free_port()}/devstoreaccount1"
     env = {"RETIER_STORAGE__blobServiceUri": url, "PATH": str(tmp_path), "HOME": str(tmp_path)}
     proc = run_retier("sweep", "--container", "backups", "--dry-run", env=env)
     assert_refused(proc, 2, "no token for your Azure sign-in", "Azure CLI", "az login")
@@ -256,34 +257,11 @@ def test_an_identity_over_plain_http_is_a_setting_error(run_retier):
 @pytest.fixture(scope="module")
 def strict_azurite():
     """An Azurite started without --skipApiVersionCheck, as a newcomer starts it."""
-    import subprocess
-    import time
+    from conftest import connection_string, start_azurite
 
-    from conftest import azurite_binary, connection_string
-
-    port = _free_port()
-    proc = subprocess.Popen(
-        [azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(port)]
-        + ["--inMemoryPersistence", "--disableTelemetry", "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import socket
-
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("Azurite (strict) did not start", pytrace=False)
-                time.sleep(0.1)
+    port = free_port()
+    with start_azurite(port, skip_api_version_check=False):
         yield connection_string(port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("command", STORAGE_COMMANDS[:3], ids=lambda c: c[0])
@@ -342,9 +320,3 @@ def test_the_function_keeps_retrying_a_refused_credential_and_says_why(
     assert outcome.status == RETRY, outcome.reason
     assert "storage refused the account key" in outcome.reason
     assert "retried meanwhile, in case a new role assignment is still applying" in outcome.reason
-
-
-def _free_port() -> int:
-    from conftest import free_port
-
-    return free_port()

@@ -57,7 +57,7 @@ def run_scheduled_sweep() -> list[dict]:
     `retier-sweep-summary {...}` log record.
     """
     global _said_no_containers
-    reports, error = [], None
+    reports, error, prices = [], None, None
     try:
         from retier.sweep import sweep_container
 
@@ -78,7 +78,7 @@ def run_scheduled_sweep() -> list[dict]:
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        log_sweep_summary(reports, error)
+        log_sweep_summary(reports, error, prices)
     failed = [r.container for r in reports if not r.ok]
     if failed:
         # Failing the invocation makes it visible in monitoring; the next run retries anyway.
@@ -95,7 +95,7 @@ def sweep_summary(reports, error: str | None = None, prices: dict | None = None)
     `complete` is true only when every container was listed and every decided move went through
     (a container on restore hold is deliberately skipped and does not make a run incomplete).
     """
-    from retier import costs
+    from retier import costs, policy
 
     prices = prices or costs.DEFAULT_PRICES
     by_tier: dict[str, int] = defaultdict(int)
@@ -114,15 +114,11 @@ def sweep_summary(reports, error: str | None = None, prices: dict | None = None)
             sets += r.plan.sets_finished
             for (_kind, _before, after), tally in r.plan.rows.items():
                 by_tier[after] += tally.bytes
-    cost_now = sum(
-        costs.storage_per_month(n, tier, prices)
-        for tier, n in by_tier.items()
-        if tier in prices["storage_per_gb_month"]
-    )
-    all_hot = sum(
+    # Priced as the cost report prices a tier label ("Smart/Cold" as Cold, no tier as Hot).
+    saving = sum(
         costs.storage_per_month(n, "Hot", prices)
+        - costs.storage_per_month(n, policy.priced_tier(tier) or "Hot", prices)
         for tier, n in by_tier.items()
-        if tier in prices["storage_per_gb_month"]
     )
     return {
         "containers": [r.container for r in reports],
@@ -131,7 +127,7 @@ def sweep_summary(reports, error: str | None = None, prices: dict | None = None)
         "volumes_moved": moved,  # every blob moved: volumes, and metadata if RETIER_METADATA_TIER
         "bytes_moved": moved_bytes,
         "bytes_by_tier": dict(sorted(by_tier.items())),
-        "saving_per_month": all_hot - cost_now,  # unrounded: small sums add up in a query
+        "saving_per_month": saving,  # unrounded: small sums add up in a query
         "currency": prices["currency"],
         "failures": failures,  # tier changes that failed (after the sweep's own retries)
         "failed_containers": failed,
@@ -140,8 +136,8 @@ def sweep_summary(reports, error: str | None = None, prices: dict | None = None)
     }
 
 
-def log_sweep_summary(reports, error: str | None = None) -> dict:
-    summary = sweep_summary(reports, error)
+def log_sweep_summary(reports, error: str | None = None, prices: dict | None = None) -> dict:
+    summary = sweep_summary(reports, error, prices)
     level = logging.INFO if summary["complete"] else logging.WARNING
     logger.log(level, "%s %s", SUMMARY_TOKEN, json.dumps(summary, sort_keys=True))
     return summary

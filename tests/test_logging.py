@@ -148,3 +148,30 @@ def test_a_timer_run_with_no_containers_is_complete_and_says_it_swept_none(funct
         _user_function("retier_sweep")(_Timer())
     (summary,) = _summaries(caplog)
     assert summary["complete"] is True and summary["containers"] == []
+
+
+def test_the_summary_prices_with_the_runs_prices_and_smart_labels_as_their_tier():
+    from types import SimpleNamespace
+
+    from retier.costs import DEFAULT_PRICES, storage_per_month
+    from retier.functions import sweep_summary
+    from retier.sweep import Tally
+
+    gib = 1 << 30
+    plan = SimpleNamespace(
+        sets_finished=1,
+        rows={
+            ("volume", "Smart/Hot", "Cold"): Tally(1, gib),
+            ("manifest", "Smart/Cool", "Smart/Cool"): Tally(1, gib),
+        },
+    )
+    report = SimpleNamespace(container="c1", held=False, ok=True, applied=None, plan=plan)
+    mine = {**DEFAULT_PRICES, "storage_per_gb_month": {**DEFAULT_PRICES["storage_per_gb_month"]}}
+    mine["storage_per_gb_month"]["Hot"] = 1.0  # a user's RETIER_PRICES
+    summary = sweep_summary([report], prices=mine)
+    expected = sum(
+        storage_per_month(gib, "Hot", mine) - storage_per_month(gib, tier, mine)
+        for tier in ("Cold", "Cool")  # Smart/Cool is billed as Cool, not left out
+    )
+    assert summary["saving_per_month"] == pytest.approx(expected)
+    assert summary["saving_per_month"] > sweep_summary([report])["saving_per_month"]

@@ -18,6 +18,9 @@ from typing import Any
 SUBSCRIPTION = "retier-blob-created"
 # infra/main.json: deadLetterContainerName, in each install's own host storage account.
 DEAD_LETTER_CONTAINER = "retier-dead-letter"
+# Where `retier replay` files a dead-letter blob once every event in it was delivered; the probe
+# and replay itself read only what is outside it.
+REPLAYED_PREFIX = "replayed/"
 # Event subscription names: 3-64 letters, digits and hyphens.
 # https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsofteventgrid
 SUBSCRIPTION_NAME_MAX = 64

@@ -616,8 +616,3 @@ def restore_conflicts(findings: Iterable[Finding], container: str) -> list[Findi
         for f in findings
         if f.container == container and f.harm in (REARCHIVE, WARMER) and f.status != OK
     ]
-
-
-def worst(findings: Iterable[Finding]) -> str:
-    statuses = {f.status for f in findings}
-    return FAIL if FAIL in statuses else WARN if WARN in statuses else OK

@@ -79,7 +79,6 @@ MANIFEST_DATA = b"retier probe canary manifest; the probe deletes it\n"
 FUNCTION_FAILED_OUTCOMES = frozenset({"GenericError", "TimedOut", "Busy"})
 # A dead-letter blob holds one delivery's batch; anything far larger is not Event Grid's.
 MAX_DEAD_LETTER_BYTES = 1024 * 1024
-REPLAYED_PREFIX = "replayed/"  # where `retier replay` files dead letters away
 FUNCTION_NAME = "retier_blob_created"  # function_app.py's Event Grid function
 _RUN_ID = re.compile(r"[0-9a-z]{1,32}\Z")
 
@@ -568,7 +567,7 @@ def find_dead_letter(
     ending = f"/blobs/{manifest}"
     oldest = since - timedelta(minutes=1) if since else None
     for item in store.list_blobs(container, prefix):
-        if item.name.startswith(REPLAYED_PREFIX) or item.size > MAX_DEAD_LETTER_BYTES:
+        if item.name.startswith(eventgrid.REPLAYED_PREFIX) or item.size > MAX_DEAD_LETTER_BYTES:
             continue
         if oldest and item.last_modified and item.last_modified < oldest:
             continue

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from retier import events, names
-from retier.eventgrid import strip_dead_letter_fields
+from retier.eventgrid import REPLAYED_PREFIX, strip_dead_letter_fields
 from retier.names import Kind
 from retier.service import HANDLED, IGNORED, INVALID, RETRY, VOLUME_WAITS, RetierService
 from retier.settings import Connection, SettingsError
@@ -31,7 +31,6 @@ from retier.storage import BlobItem, BlobStore, StorageError
 
 logger = logging.getLogger(__name__)
 
-REPLAYED_PREFIX = "replayed/"
 # Event Grid events are at most 1 MB and a dead-letter blob holds one delivery's batch; anything
 # far larger is not Event Grid's, and is not read into memory.
 MAX_BLOB_BYTES = 16 * 1024 * 1024

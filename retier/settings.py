@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -209,6 +208,8 @@ def _check_connection_string_keys(value: str, parts: dict[str, str]) -> None:
     for item in value.split(";"):
         key = item.partition("=")[0].strip()
         if key and key.lower() not in _KNOWN_KEYS:
+            import difflib  # only for this hint: kept off the function's cold start
+
             close = difflib.get_close_matches(key.lower(), _KNOWN_KEYS, n=1, cutoff=0.75)
             hint = f"; did you mean {_KNOWN_KEYS[close[0]]}?" if close else ""
             named = shown(key, limit=32) if is_plain(key, limit=32) else "(not shown)"

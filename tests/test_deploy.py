@@ -302,6 +302,7 @@ def test_deploy_runs_the_two_stages_in_order_and_checks_the_result(deploy):
 def test_identity_role_and_alert_email_reach_the_template(deploy):
     run = deploy(*ARGS, "--identity-role", "contributor", "--alert-email", "ops@example.com")
     assert run.code == 0, run.err
+    assert run.state["deployments"]  # else the loop below checks nothing
     for parameters in run.state["deployments"]:
         assert parameters["identityRole"] == "contributor"
         assert parameters["alertEmail"] == "ops@example.com"

@@ -302,8 +302,16 @@ def test_the_handler_leaves_copies_alone_in_a_restore_container(
     service = RetierService(settings, store)
     items = list(store.list_blobs(restore_container))
     outcomes = [service.handle_event(e) for e in events_for(store, restore_container, items)]
+    assert len(outcomes) == len(items) > 0
     assert [o.moved for o in outcomes if o.moved] == []
     assert {i.tier for i in store.list_blobs(restore_container)} == {"Hot"}
+    # The control: without the hold the same events archive the copied volumes, so the hold is
+    # what kept them online above.
+    store.clear_hold(restore_container)
+    for e in events_for(store, restore_container, items):
+        service.handle_event(e)
+    tiers = {i.name: i.tier for i in store.list_blobs(restore_container)}
+    assert {tiers[v] for v in VOLUMES if v in tiers} == {"Archive"}
 
 
 # -- the pending states, through the stand-in -----------------------------------------------------

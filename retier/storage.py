@@ -373,9 +373,7 @@ class BlobStore:
     def get_hold(self, container: str) -> str | None:
         """The hold's note if `container` is on restore hold, else None (one request; a container
         that does not exist raises StorageError 404)."""
-        with self._translated(f"read properties of {container}"):
-            props = self._client.get_container_client(container).get_container_properties()
-        return _split_hold(props.metadata)[0]
+        return self.container_state(container)[0]
 
     def set_hold(self, container: str, note: str) -> None:
         client = self._client.get_container_client(container)
